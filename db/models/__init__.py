@@ -1,0 +1,27 @@
+"""All tables. Import models from here: `from db.models import Image, Split`."""
+from db.models.base import Base, utcnow
+from db.models.core import (
+    AnnotationBatch,
+    AnnotationBatchItem,
+    DatasetRoot,
+    Image,
+    Split,
+    SplitMember,
+)
+from db.models.labels import Annotation
+from db.models.runs import Prediction, Run, Suggestion
+
+__all__ = [
+    "Annotation",
+    "AnnotationBatch",
+    "AnnotationBatchItem",
+    "Base",
+    "DatasetRoot",
+    "Image",
+    "Prediction",
+    "Run",
+    "Split",
+    "SplitMember",
+    "Suggestion",
+    "utcnow",
+]

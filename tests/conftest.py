@@ -1,0 +1,88 @@
+"""Shared fixtures: the repo sample, the optional ../shared subset, temp workspaces, the CLI."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample" / "kermany"
+SHARED = REPO.parent / "shared"
+SUBSET = SHARED / "data" / "kermany-subset"
+
+# The only pretrained weights available offline (torchvision MobileNetV2); harmless elsewhere.
+if (SHARED / "torch-cache").is_dir():
+    os.environ.setdefault("TORCH_HOME", str(SHARED / "torch-cache"))
+
+
+@pytest.fixture
+def sample_dir() -> Path:
+    return SAMPLE
+
+
+@pytest.fixture
+def subset_dir() -> Path:
+    if not (SUBSET / "chest_xray").is_dir():
+        pytest.skip("../shared/data/kermany-subset is not present")
+    return SUBSET
+
+
+@pytest.fixture
+def sample_copy(tmp_path) -> Path:
+    """A writable copy of the sample (for tests that plant bad files)."""
+    dest = tmp_path / "data"
+    shutil.copytree(SAMPLE, dest)
+    return dest
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    """A fresh workspace in tmp_path, selected through the environment as a user would."""
+    from workbench.workspace import Workspace
+
+    monkeypatch.setenv("WB_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.delenv("WB_DB", raising=False)
+    return Workspace.from_options()
+
+
+class Cli:
+    """Runs `wb ...` in-process; `run` asserts the exit code it is told to expect."""
+
+    def __init__(self):
+        from workbench.cli import app
+
+        self.app = app
+        self.runner = CliRunner()
+
+    def run(self, *args: str, code: int = 0):
+        result = self.runner.invoke(self.app, [str(a) for a in args], catch_exceptions=False)
+        assert result.exit_code == code, f"wb {' '.join(map(str, args))} -> {result.exit_code}\n{result.output}"
+        return result
+
+    def json(self, *args: str):
+        import json
+
+        return json.loads(self.run(*args, "--json").stdout)
+
+
+@pytest.fixture
+def cli(ws) -> Cli:
+    return Cli()
+
+
+@pytest.fixture(scope="session")
+def imported_sample_db(tmp_path_factory):
+    """A workspace DB with the repo sample imported and split (name 'demo'); copy before mutating."""
+    from workbench.importing import import_dataset
+    from workbench.splitting import SplitConfig, create_split
+    from workbench.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("sample_ws")
+    ws = Workspace.from_options(workspace=str(root))
+    import_dataset(ws.db, SAMPLE, progress=False)
+    create_split(ws.db, "demo", SplitConfig(batch_per_class=12))
+    ws.db.dispose()
+    return root / "wb.db"

@@ -1,0 +1,80 @@
+"""The `wb` command line. Thin: each command parses options, calls one use case, prints.
+
+Command groups live in sibling modules and are joined here; errors from the core become one
+line on stderr and exit code 1 (`--debug` shows the traceback instead).
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from workbench.errors import WorkbenchError
+from workbench.workspace import Workspace
+
+class _WbGroup(TyperGroup):
+    """Root group: the one place that maps known exceptions to a message and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except WorkbenchError as exc:
+            if _debug:
+                raise
+            typer.secho(f"Error: {exc.message}", fg="red", err=True)
+            if exc.hint:
+                typer.echo(f"Hint: {exc.hint}", err=True)
+            raise click.exceptions.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("Interrupted; what was committed is kept. Run the command again to finish.", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_WbGroup,
+    name="wb",
+    help="Chest X-ray annotation-to-evaluation and active-learning workbench.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_debug = False
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", envvar="WB_DB", help="Database: a file path or an SQLAlchemy URL."),
+    ] = None,
+    workspace: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace", envvar="WB_WORKSPACE", help="Folder for runs, reports and servers."
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """wb: import Kermany chest X-rays, split, annotate in Label Studio, train, evaluate, suggest.
+
+    Example: wb --db my.db import ~/Downloads/chest_xray && wb split && wb status
+    """
+    global _debug
+    _debug = debug
+    ctx.obj = Workspace.from_options(db=db, workspace=workspace)
+
+
+def _register() -> None:
+    # Each module adds its commands to `app` (or a sub-Typer) on import.
+    from workbench.cli import dataset  # noqa: F401
+
+
+_register()
+
+
+def main() -> None:
+    app()

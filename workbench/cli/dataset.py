@@ -1,0 +1,121 @@
+"""Dataset commands: import, split, status."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from workbench.cli import app
+from workbench.cli.common import JsonOption, print_json, workspace
+from workbench.importing import import_dataset
+from workbench.splitting import STRATEGIES, SplitConfig, create_split
+from workbench.status import collect_status
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The unpacked archive, or any folder above chest_xray/.")],
+    workers: Annotated[int | None, typer.Option(help="Processes that hash and decode (default: cores, at most 4).")] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Import Kermany chest X-rays (Kaggle, Mendeley v2 or v3 layout) into the workspace.
+
+    Every file is hashed and decoded; unreadable files are recorded with the reason. Importing
+    the same folder again adds nothing.
+
+    Example: wb import ~/Downloads/chest_xray
+    """
+    summary = import_dataset(workspace(ctx).db, path, workers=workers)
+    if json_:
+        print_json(summary.as_dict())
+        return
+    if summary.added == 0:
+        typer.echo(f"Nothing new: all {summary.already_present} image files are already in the workspace.")
+    else:
+        typer.echo(f"Imported {summary.added} files from {', '.join(summary.roots)}")
+        for label in sorted(set(summary.imported) | set(summary.unreadable)):
+            typer.echo(
+                f"  {label:<10} readable {summary.imported[label]:>5}  unreadable {summary.unreadable[label]:>3}"
+                f"  exact duplicates {summary.duplicates[label]:>3}"
+            )
+        if summary.already_present:
+            typer.echo(f"  skipped {summary.already_present} files already imported")
+    for reason, n in sorted(summary.ignored.items()):
+        typer.echo(f"  not imported: {n} file(s): {reason}")
+    if summary.unrecognised_names:
+        typer.echo(f"  {summary.unrecognised_names} file name(s) not in a Kermany pattern: each is its own patient group")
+    if sum(summary.unreadable.values()):
+        typer.echo("  unreadable files are listed by `wb status`")
+
+
+def _ratios(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise typer.BadParameter("give three numbers, e.g. 0.8,0.1,0.1") from None
+    if len(values) != 3:
+        raise typer.BadParameter("give three numbers, e.g. 0.8,0.1,0.1")
+    return values  # type: ignore[return-value]
+
+
+@app.command()
+def split(
+    ctx: typer.Context,
+    strategy: Annotated[str, typer.Option(help=f"One of {', '.join(STRATEGIES)}: patient-grouped (default), the seed study's image-level random split, or the dataset's own test folder.")] = "grouped",
+    name: Annotated[str | None, typer.Option(help="Name to store the split under (default: the strategy).")] = None,
+    ratios: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    batch_per_class: Annotated[int, typer.Option(help="First annotation batch: images per class from train.")] = 200,
+    replace: Annotated[bool, typer.Option(help="Replace an existing split of that name.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Split readable images into train/val/test and pick the first annotation batch.
+
+    Example: wb split --strategy source --name benchmark
+    """
+    config = SplitConfig(strategy=strategy, ratios=_ratios(ratios), seed=seed, batch_per_class=batch_per_class)
+    summary = create_split(workspace(ctx).db, name, config, replace=replace)
+    if json_:
+        print_json(summary.as_dict())
+        return
+    typer.echo(f"Split {summary.name!r} ({summary.strategy}, seed {seed}):")
+    for part, counts in summary.counts.items():
+        typer.echo(f"  {part:<5} {sum(counts.values()):>5}  " + "  ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if summary.shared_patients:
+        typer.echo(f"  warning: {summary.shared_patients} patient key(s) appear in more than one part")
+    if summary.batch_name:
+        typer.echo(f"Annotation batch {summary.batch_name!r}: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.batch.items())))
+
+
+@app.command()
+def status(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """Summarise the workspace: images, splits, annotations, runs.
+
+    Example: wb status --json
+    """
+    info = collect_status(workspace(ctx).db)
+    if json_:
+        print_json(info)
+        return
+    im = info["images"]
+    typer.echo(f"Database: {info['database']}")
+    typer.echo(
+        f"Images: {im['total']} (NORMAL {im['by_label']['NORMAL']}, PNEUMONIA {im['by_label']['PNEUMONIA']}); "
+        f"unreadable {im['unreadable']}; exact duplicates {im['duplicates']}"
+    )
+    for row in im["unreadable_files"]:
+        typer.echo(f"  unreadable: {row['path']}: {row['reason']}")
+    for name, parts in info["splits"].items():
+        typer.echo(f"Split {name} ({parts['strategy']}): train {parts['train']}, val {parts['val']}, test {parts['test']}")
+    for name, n in info["annotation_batches"].items():
+        typer.echo(f"Annotation batch {name}: {n} images")
+    a = info["annotations"]
+    typer.echo(
+        f"Annotations: {a['total']} (valid {a['valid']}, rejected {a['rejected']}, skipped {a['skipped']}, deleted {a['deleted']})"
+    )
+    for row in a["rejected_list"]:
+        typer.echo(f"  rejected #{row['id']} (task {row['ls_task_id']}): {row['reason']}")
+    for run in info["runs"]:
+        typer.echo(f"Run {run['id']}: {run['kind']} {run['status']}")

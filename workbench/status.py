@@ -1,0 +1,66 @@
+"""`wb status`: one summary of the workspace, as a dict (the CLI prints it as text or JSON)."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from db import Database
+from db.models import Annotation, AnnotationBatch, AnnotationBatchItem, Image, Run, Split, SplitMember
+
+ANNOTATION_STATES = ("valid", "rejected", "skipped", "deleted")
+
+
+def collect_status(db: Database, *, list_limit: int = 50) -> dict:
+    with db.session() as s:
+        total = s.scalar(select(func.count(Image.id))) or 0
+        by_label = dict(s.execute(select(Image.label, func.count()).group_by(Image.label)).all())
+        unreadable_rows = s.execute(
+            select(Image.rel_path, Image.reason).where(Image.status == "unreadable").order_by(Image.rel_path)
+        ).all()
+        duplicates = s.scalar(select(func.count(Image.id)).where(Image.duplicate_of_id.is_not(None))) or 0
+        modes = dict(s.execute(select(Image.mode, func.count()).where(Image.status == "ok").group_by(Image.mode)).all())
+        splits = {}
+        for split in s.scalars(select(Split).order_by(Split.id)):
+            rows = s.execute(
+                select(SplitMember.part, func.count()).where(SplitMember.split_id == split.id).group_by(SplitMember.part)
+            ).all()
+            splits[split.name] = {"strategy": split.strategy, "seed": split.seed, **{p: 0 for p in ("train", "val", "test")}, **dict(rows)}
+        batches = {
+            name: n
+            for name, n in s.execute(
+                select(AnnotationBatch.name, func.count(AnnotationBatchItem.image_id))
+                .join(AnnotationBatchItem, isouter=True)
+                .group_by(AnnotationBatch.id)
+            ).all()
+        }
+        ann_counts = dict(s.execute(select(Annotation.status, func.count()).group_by(Annotation.status)).all())
+        rejected = s.execute(
+            select(Annotation.id, Annotation.image_id, Annotation.ls_task_id, Annotation.reason)
+            .where(Annotation.status == "rejected")
+            .order_by(Annotation.id)
+            .limit(list_limit)
+        ).all()
+        runs = [
+            {"id": r.id, "kind": r.kind, "name": r.name, "status": r.status, "metrics": r.metrics}
+            for r in s.scalars(select(Run).order_by(Run.id))
+        ]
+    return {
+        "database": db.url,
+        "images": {
+            "total": total,
+            "by_label": {"NORMAL": by_label.get("NORMAL", 0), "PNEUMONIA": by_label.get("PNEUMONIA", 0)},
+            "by_mode": modes,
+            "unreadable": len(unreadable_rows),
+            "unreadable_files": [{"path": p, "reason": r} for p, r in unreadable_rows[:list_limit]],
+            "duplicates": duplicates,
+        },
+        "splits": splits,
+        "annotation_batches": batches,
+        "annotations": {
+            "total": sum(ann_counts.values()),
+            **{state: ann_counts.get(state, 0) for state in ANNOTATION_STATES},
+            "rejected_list": [
+                {"id": i, "image_id": im, "ls_task_id": t, "reason": why} for i, im, t, why in rejected
+            ],
+        },
+        "runs": runs,
+    }

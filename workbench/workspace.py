@@ -1,0 +1,38 @@
+"""Where wb keeps its things: the database and a workspace folder for runs, reports and servers.
+
+Both come from options or the environment: `--db`/`WB_DB` (a path or an SQLAlchemy URL) and
+`--workspace`/`WB_WORKSPACE` (default `./wb-workspace`). The DB defaults to `<workspace>/wb.db`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from db import Database, open_database
+
+DEFAULT_WORKSPACE = "wb-workspace"
+
+
+@dataclass
+class Workspace:
+    root: Path
+    db_location: str
+    _db: Database | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def from_options(cls, db: str | None = None, workspace: str | None = None) -> Workspace:
+        root = Path(workspace or os.environ.get("WB_WORKSPACE") or DEFAULT_WORKSPACE).expanduser().resolve()
+        location = db or os.environ.get("WB_DB") or str(root / "wb.db")
+        return cls(root=root, db_location=location)
+
+    @cached_property
+    def db(self) -> Database:
+        return open_database(self.db_location)
+
+    def folder(self, *parts: str) -> Path:
+        """A sub-folder of the workspace, created on first use."""
+        path = self.root.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
