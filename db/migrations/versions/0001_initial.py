@@ -1,8 +1,8 @@
-"""initial schema: images, splits, batches, annotations, runs
+"""initial
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 01:28:12.152777
+Create Date: 2026-11-26 01:29:13.137436
 """
 from alembic import op
 import sqlalchemy as sa
