@@ -26,10 +26,10 @@ class _WbGroup(TyperGroup):
             typer.secho(f"Error: {exc.message}", fg="red", err=True)
             if exc.hint:
                 typer.echo(f"Hint: {exc.hint}", err=True)
-            raise click.exceptions.Exit(1) from None
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("Interrupted; what was committed is kept. Run the command again to finish.", err=True)
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
 
 
 app = typer.Typer(
