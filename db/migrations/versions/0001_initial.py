@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 01:29:13.137436
+Create Date: 2026-11-26 01:33:23.019302
 """
 from alembic import op
 import sqlalchemy as sa
@@ -24,6 +24,23 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dataset_root')),
     sa.UniqueConstraint('path', name=op.f('uq_dataset_root_path'))
     )
+    op.create_table('ls_project',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('server_url', sa.String(), nullable=False),
+    sa.Column('project_id', sa.Integer(), nullable=False),
+    sa.Column('title', sa.String(), nullable=False),
+    sa.Column('document_root', sa.String(), nullable=True),
+    sa.Column('storages', sa.JSON(), nullable=False),
+    sa.Column('model_version', sa.String(), nullable=True),
+    sa.Column('last_updated_at', sa.String(length=32), nullable=True),
+    sa.Column('last_pull_at', sa.DateTime(), nullable=True),
+    sa.Column('gone', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ls_project'))
+    )
+    with op.batch_alter_table('ls_project', schema=None) as batch_op:
+        batch_op.create_index('ix_ls_project_url', ['server_url'], unique=False)
+
     op.create_table('split',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(), nullable=False),
@@ -94,6 +111,7 @@ def upgrade() -> None:
     op.create_table('annotation',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('image_id', sa.Integer(), nullable=True),
+    sa.Column('ls_project_id', sa.Integer(), nullable=True),
     sa.Column('source', sa.String(length=16), nullable=False),
     sa.Column('origin', sa.String(length=16), nullable=False),
     sa.Column('ls_task_id', sa.Integer(), nullable=True),
@@ -112,11 +130,13 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['image_id'], ['image.id'], name=op.f('fk_annotation_image_id_image')),
+    sa.ForeignKeyConstraint(['ls_project_id'], ['ls_project.id'], name=op.f('fk_annotation_ls_project_id_ls_project')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_annotation'))
     )
     with op.batch_alter_table('annotation', schema=None) as batch_op:
         batch_op.create_index('ix_annotation_image', ['image_id'], unique=False)
-        batch_op.create_index('ix_annotation_ls', ['ls_annotation_id'], unique=False)
+        batch_op.create_index('ix_annotation_ls', ['ls_project_id', 'ls_annotation_id'], unique=False)
+        batch_op.create_index('ix_annotation_ls_task', ['ls_project_id', 'ls_task_id'], unique=False)
 
     op.create_table('annotation_batch_item',
     sa.Column('batch_id', sa.Integer(), nullable=False),
@@ -125,6 +145,19 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['batch_id'], ['annotation_batch.id'], name=op.f('fk_annotation_batch_item_batch_id_annotation_batch'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['image_id'], ['image.id'], name=op.f('fk_annotation_batch_item_image_id_image')),
     sa.PrimaryKeyConstraint('batch_id', 'image_id', name=op.f('pk_annotation_batch_item'))
+    )
+    op.create_table('ls_task',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ls_project_id', sa.Integer(), nullable=False),
+    sa.Column('image_id', sa.Integer(), nullable=False),
+    sa.Column('ls_task_id', sa.Integer(), nullable=False),
+    sa.Column('prediction_runs', sa.JSON(), nullable=False),
+    sa.Column('pushed_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['image_id'], ['image.id'], name=op.f('fk_ls_task_image_id_image')),
+    sa.ForeignKeyConstraint(['ls_project_id'], ['ls_project.id'], name=op.f('fk_ls_task_ls_project_id_ls_project'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ls_task')),
+    sa.UniqueConstraint('ls_project_id', 'image_id', name='uq_ls_task_project_image'),
+    sa.UniqueConstraint('ls_project_id', 'ls_task_id', name='uq_ls_task_project_task')
     )
     op.create_table('prediction',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -189,8 +222,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_prediction_run_image')
 
     op.drop_table('prediction')
+    op.drop_table('ls_task')
     op.drop_table('annotation_batch_item')
     with op.batch_alter_table('annotation', schema=None) as batch_op:
+        batch_op.drop_index('ix_annotation_ls_task')
         batch_op.drop_index('ix_annotation_ls')
         batch_op.drop_index('ix_annotation_image')
 
@@ -203,5 +238,9 @@ def downgrade() -> None:
     op.drop_table('image')
     op.drop_table('annotation_batch')
     op.drop_table('split')
+    with op.batch_alter_table('ls_project', schema=None) as batch_op:
+        batch_op.drop_index('ix_ls_project_url')
+
+    op.drop_table('ls_project')
     op.drop_table('dataset_root')
     # ### end Alembic commands ###
