@@ -141,10 +141,12 @@ def _import_root(db: Database, root: Path, summary: ImportSummary, *, workers: i
         return
     bar = tqdm(total=len(todo), desc=f"import {root.name}", unit="img", disable=None if progress else True)
     pool = ProcessPoolExecutor(workers) if workers > 1 and len(todo) > 64 else None
+    paths = [str(root / c.rel_path) for c in todo]
+    # All files are queued at once so workers keep decoding while this process writes a chunk.
+    results = pool.map(inspect_file, paths, chunksize=8) if pool else map(inspect_file, paths)
     try:
         for chunk in _chunks(todo, CHUNK):
-            paths = [str(root / c.rel_path) for c in chunk]
-            facts = list(pool.map(inspect_file, paths, chunksize=16) if pool else map(inspect_file, paths))
+            facts = [next(results) for _ in chunk]
             _record(db, root_id, chunk, facts, first_copy, summary)
             bar.update(len(chunk))
     finally:
@@ -154,24 +156,41 @@ def _import_root(db: Database, root: Path, summary: ImportSummary, *, workers: i
 
 
 def _record(db, root_id, chunk: list[_Candidate], facts: list[FileFacts], first_copy: dict, summary) -> None:
-    """Insert one chunk in one transaction; link exact duplicates to their first readable copy."""
+    """Insert one chunk in one transaction; link exact duplicates to their first readable copy.
+
+    Rows go in with executemany (the ORM's per-row path costs more than hashing and decoding).
+    A duplicate whose first copy is in this same chunk waits for a second insert, once that
+    first copy has its id.
+    """
+    now, later, firsts = [], [], {}
+    for cand, fact in zip(chunk, facts, strict=True):
+        info = parse_file_name(cand.rel_path.rsplit("/", 1)[-1], cand.label)
+        summary.unrecognised_names += not info.recognised
+        row = dict(
+            root_id=root_id, rel_path=cand.rel_path, sha256=fact.sha256, size_bytes=fact.size_bytes,
+            width=fact.width, height=fact.height, mode=fact.mode, label=cand.label,
+            subtype=info.subtype, patient_key=info.patient_key, source_split=cand.source_split,
+            status="ok", reason=None, duplicate_of_id=None,
+        )
+        if fact.error:
+            row.update(status="unreadable", reason=fact.error)
+            summary.unreadable[cand.label] += 1
+            now.append(row)
+            continue
+        summary.imported[cand.label] += 1
+        if fact.sha256 in first_copy or fact.sha256 in firsts:
+            summary.duplicates[cand.label] += 1
+            (now if fact.sha256 in first_copy else later).append(row)
+            row["duplicate_of_id"] = first_copy.get(fact.sha256)
+        else:
+            firsts[fact.sha256] = row
+            now.append(row)
     with db.session() as s:
-        for cand, fact in zip(chunk, facts, strict=True):
-            info = parse_file_name(cand.rel_path.rsplit("/", 1)[-1], cand.label)
-            summary.unrecognised_names += not info.recognised
-            values = dict(
-                root_id=root_id, rel_path=cand.rel_path, sha256=fact.sha256, size_bytes=fact.size_bytes,
-                width=fact.width, height=fact.height, mode=fact.mode, label=cand.label,
-                subtype=info.subtype, patient_key=info.patient_key, source_split=cand.source_split,
-            )
-            if fact.error:
-                s.execute(insert(Image).values(**values, status="unreadable", reason=fact.error))
-                summary.unreadable[cand.label] += 1
-                continue
-            original = first_copy.get(fact.sha256)
-            new_id = s.execute(insert(Image).values(**values, status="ok", duplicate_of_id=original)).inserted_primary_key[0]
-            if original is None:
-                first_copy[fact.sha256] = new_id
-            else:
-                summary.duplicates[cand.label] += 1
-            summary.imported[cand.label] += 1
+        ids = s.scalars(insert(Image).returning(Image.id, sort_by_parameter_order=True), now).all()
+        for row, new_id in zip(now, ids, strict=True):
+            if firsts.get(row["sha256"]) is row:
+                first_copy[row["sha256"]] = new_id
+        for row in later:
+            row["duplicate_of_id"] = first_copy[row["sha256"]]
+        if later:
+            s.execute(insert(Image), later)
