@@ -1,5 +1,5 @@
 # Two commands for a fresh clone: `make demo` and `make test`. Each creates .venv if missing.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 export WB_WORKSPACE ?= $(CURDIR)/wb-workspace/demo
@@ -9,13 +9,11 @@ export WB_WORKSPACE ?= $(CURDIR)/wb-workspace/demo
 # Stamps re-run the install when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q --upgrade "pip>=24"
 	$(BIN)/pip install --disable-pip-version-check -q -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q --upgrade "pip>=24"
 	$(BIN)/pip install --disable-pip-version-check -q -e ".[test]"
 	touch $@ $(VENV)/.installed
 
