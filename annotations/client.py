@@ -1,0 +1,180 @@
+"""The one module that talks to Label Studio through label_studio_sdk.
+
+`LabelStudioClient` wraps the SDK calls wb needs and turns its failures into
+annotations.errors (wrong token, server down, project gone, rejected config). Tasks and
+annotations come back as plain dicts. The token lives only in the SDK client object: it is
+never logged, stored, or part of `repr`.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from annotations.errors import AuthRejected, LabelConfigError, LabelStudioError, ProjectGone, ServerUnreachable
+
+LS_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format the updated_at filter accepts
+PAGE_SIZE = 1000
+
+
+def parse_ls_time(text: str) -> datetime:
+    """A server timestamp ('...Z' or '+00:00') -> naive UTC datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
+def format_ls_time(moment: datetime) -> str:
+    return moment.strftime(LS_TIME_FORMAT)
+
+
+def updated_after_query(cursor: str, overlap_s: float) -> str:
+    """The `query` for tasks.list: tasks whose updated_at is after cursor - overlap."""
+    since = format_ls_time(parse_ls_time(cursor) - timedelta(seconds=overlap_s))
+    item = {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": since}
+    return json.dumps({"filters": {"conjunction": "and", "items": [item]}})
+
+
+def annotated_query() -> str:
+    """The `query` for tasks.list: tasks with an annotation or a skip (only_annotated is ignored)."""
+    items = [
+        {"filter": f"filter:tasks:{name}", "operator": "greater", "type": "Number", "value": 0}
+        for name in ("total_annotations", "cancelled_annotations")
+    ]
+    return json.dumps({"filters": {"conjunction": "or", "items": items}})
+
+
+def _as_dict(obj) -> dict:
+    if isinstance(obj, dict):
+        return obj
+    return obj.model_dump(mode="json")
+
+
+class LabelStudioClient:
+    """One server, one token. Methods raise annotations.errors, never SDK or httpx errors."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0):
+        self.url = url.rstrip("/")
+        self._sdk = LabelStudio(base_url=self.url, api_key=token, timeout=timeout)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"LabelStudioClient({self.url!r})"
+
+    @contextmanager
+    def _calling(self, what: str, *, project: int | None = None):
+        try:
+            yield
+        except ApiError as exc:
+            code = exc.status_code
+            if code in (401, 403):
+                raise AuthRejected(
+                    f"Label Studio at {self.url} refused the API token ({code})",
+                    "check WB_LS_TOKEN, or run `wb ls token` to see the token of the server wb started",
+                ) from None
+            if code == 404 and project is not None:
+                raise ProjectGone(
+                    f"Label Studio project {project} no longer exists on {self.url}",
+                    "run `wb ls push --new-project` to create a new one (annotations already pulled are kept)",
+                ) from None
+            detail = _detail(exc.body)
+            raise LabelStudioError(f"Label Studio refused to {what} (HTTP {code}): {detail}") from None
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise ServerUnreachable(
+                f"Label Studio at {self.url} is not answering ({type(exc).__name__})",
+                "start it with `wb ls serve --detach`, or point WB_LS_URL at a running server; then run the command again",
+            ) from None
+
+    def check(self) -> str:
+        """The logged-in user's name; proves the server answers and accepts the token."""
+        with self._calling("identify the user"):
+            user = self._sdk.users.whoami()
+        return getattr(user, "email", None) or getattr(user, "username", None) or str(user.id)
+
+    def version(self) -> str:
+        with self._calling("report its version"):
+            return str(self._sdk.versions.get().release)
+
+    def get_project(self, project: int) -> dict:
+        """{'id', 'title', 'label_config', 'task_number', 'labels': {control: [labels]}}."""
+        with self._calling("get the project", project=project):
+            p = self._sdk.projects.get(id=project)
+        parsed = p.parsed_label_config or {}
+        labels = {name: list(ctrl.get("labels") or []) for name, ctrl in parsed.items()}
+        return {"id": p.id, "title": p.title, "label_config": p.label_config, "task_number": p.task_number or 0,
+                "labels": labels}
+
+    def create_project(self, title: str, label_config: str) -> int:
+        try:
+            with self._calling("create the project"):
+                return self._sdk.projects.create(title=title, label_config=label_config).id
+        except LabelStudioError as exc:
+            if type(exc) is LabelStudioError:
+                raise LabelConfigError(
+                    f"Label Studio rejected the label config: {exc.message}",
+                    "fix annotations/label_config.xml (or the file given with --label-config) and push again",
+                ) from None
+            raise
+
+    def set_model_version(self, project: int, model_version: str) -> None:
+        with self._calling("set the model version", project=project):
+            self._sdk.projects.update(id=project, model_version=model_version)
+
+    def create_local_storage(self, project: int, path: str, title: str) -> int:
+        with self._calling("add a local-files storage", project=project):
+            return self._sdk.import_storage.local.create(
+                project=project, path=path, title=title, use_blob_urls=True
+            ).id
+
+    def local_storage_ids(self, project: int) -> set[int]:
+        with self._calling("list storages", project=project):
+            return {s.id for s in self._sdk.import_storage.local.list(project=project)}
+
+    def import_tasks(self, project: int, tasks: Sequence[dict]) -> list[int]:
+        """Create tasks in one call; returns their ids in the order given."""
+        if not tasks:
+            return []
+        with self._calling("import tasks", project=project):
+            response = self._sdk.projects.import_tasks(id=project, request=list(tasks), return_task_ids=True)
+        ids = list(response.task_ids or [])
+        if len(ids) != len(tasks):
+            raise LabelStudioError(f"Label Studio created {len(ids)} tasks for {len(tasks)} sent")
+        return ids
+
+    def import_predictions(self, project: int, predictions: Sequence[dict]) -> int:
+        if not predictions:
+            return 0
+        with self._calling("import predictions", project=project):
+            response = self._sdk.projects.import_predictions(id=project, request=list(predictions))
+        return int(getattr(response, "created", 0) or 0)
+
+    def iter_tasks(self, project: int, *, query: str | None = None, full: bool = True) -> Iterator[list[dict]]:
+        """Pages of tasks as dicts (with annotations and predictions when full).
+
+        Pages are fetched by number up to the reported total: the SDK pager asks for one page
+        past the end, which the server answers with 404.
+        """
+        page = 1
+        while True:
+            with self._calling("list tasks", project=project):
+                response = self._sdk.tasks.list(
+                    project=project, query=query, fields="all" if full else None, page=page, page_size=PAGE_SIZE
+                )
+            items = [_as_dict(t) for t in response.items or []]
+            if items:
+                yield items
+            total = getattr(response.response, "total", None) or 0
+            if not items or page * PAGE_SIZE >= total:
+                return
+            page += 1
+
+
+def _detail(body) -> str:
+    if isinstance(body, dict):
+        errors = body.get("validation_errors")
+        if errors:
+            return "; ".join(f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in errors.items())
+        return str(body.get("detail") or body)[:300]
+    return str(body)[:300]

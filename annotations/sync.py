@@ -1,0 +1,336 @@
+"""Push images as tasks (with pre-annotations) and pull annotations back into the DB.
+
+Both work inside the caller's session (one transaction): a failure raises before commit, so
+the DB is left as it was and the next run completes the work. Server-side state that cannot
+be rolled back (tasks already created) is recovered by `adopt_tasks` on the next push/pull,
+which matches tasks to images through the `wb_image_id` every task carries.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from annotations.client import LabelStudioClient, annotated_query, parse_ls_time, updated_after_query
+from annotations.convert import (
+    BOX_FROM_NAME,
+    CHEST_LABELS,
+    PixelBox,
+    check_config_labels,
+    judge_annotation,
+    rectangle_result,
+)
+from annotations.errors import LabelConfigError, LabelStudioError
+from db.models import Image, Prediction, utcnow
+from db.models.labels import CHEST_CLASSES, Annotation, LsProject, LsTask
+
+PROJECT_TITLE = "wb chest boxes"
+OVERLAP_S = 10.0  # re-read tasks changed this long before the last pull's newest change
+_CHUNK = 500
+
+
+@dataclass
+class PushSummary:
+    project_id: int
+    created: int = 0
+    already: int = 0
+    adopted: int = 0
+    predictions: int = 0
+    model_version: str | None = None
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+@dataclass
+class PullSummary:
+    project_id: int
+    tasks_seen: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    by_status: dict = field(default_factory=dict)  # of the created/updated rows
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def current_project(session: Session, server_url: str) -> LsProject | None:
+    return session.scalars(
+        select(LsProject).where(LsProject.server_url == server_url, LsProject.gone.is_(False)).order_by(LsProject.id.desc())
+    ).first()
+
+
+def ensure_project(
+    session: Session, client: LabelStudioClient, label_config: str, *, document_root: str | None, new: bool = False
+) -> LsProject:
+    """The workspace's project on this server: created once from label_config, then reused.
+
+    The server's chest-box labels must equal wb's classes (CHEST_CLASSES); `new` marks the
+    stored project gone (e.g. deleted on the server) and creates a fresh one.
+    """
+    problem = check_config_labels(label_config)
+    if problem:
+        raise LabelConfigError(f"The label config does not fit wb: {problem}", "fix annotations/label_config.xml")
+    row = current_project(session, client.url)
+    if row is not None and new:
+        row.gone = True
+        row = None
+    if row is not None:
+        project = client.get_project(row.project_id)
+        have = sorted(project["labels"].get(BOX_FROM_NAME, []))
+        if have != sorted(CHEST_LABELS):
+            raise LabelConfigError(
+                f"Label Studio project {row.project_id} has chest box labels {have}, wb's classes are {sorted(CHEST_LABELS)}",
+                "paste annotations/label_config.xml into the project's Settings > Labeling Interface, "
+                "or run `wb ls push --new-project`",
+            )
+        return row
+    project_id = client.create_project(PROJECT_TITLE, label_config)
+    row = LsProject(server_url=client.url, project_id=project_id, title=PROJECT_TITLE, document_root=document_root,
+                    storages={})
+    session.add(row)
+    session.flush()
+    return row
+
+
+def local_files_url(abs_path: str, document_root: str) -> str:
+    rel = os.path.relpath(abs_path, document_root)
+    return "/data/local-files/?d=" + quote(Path(rel).as_posix(), safe="/")
+
+
+def missing_files(images: Iterable[Image]) -> list[str]:
+    return [im.abs_path for im in images if not os.path.isfile(im.abs_path)]
+
+
+def _check_under_root(images: Sequence[Image], document_root: str) -> None:
+    root = os.path.abspath(document_root)
+    for im in images:
+        folder = os.path.abspath(im.root.path)
+        if os.path.commonpath([folder, root]) != root or folder == root:
+            raise LabelStudioError(
+                f"{im.root.path} is not inside the server's local-files root {root}",
+                "restart the server so it serves all dataset folders: `wb ls stop && wb ls serve --detach`",
+            )
+
+
+def adopt_tasks(session: Session, client: LabelStudioClient, row: LsProject, *, server_count: int) -> int:
+    """Record tasks that exist on the server but not in the DB (a push whose commit failed)."""
+    known = set(session.scalars(select(LsTask.ls_task_id).where(LsTask.ls_project_id == row.id)))
+    if server_count <= len(known):
+        return 0
+    have_image = set(session.scalars(select(LsTask.image_id).where(LsTask.ls_project_id == row.id)))
+    adopted = 0
+    for page in client.iter_tasks(row.project_id, full=False):
+        for task in page:
+            image_id = (task.get("data") or {}).get("wb_image_id")
+            if task["id"] in known or not isinstance(image_id, int) or image_id in have_image:
+                continue
+            if session.get(Image, image_id) is None:
+                continue
+            session.add(LsTask(ls_project_id=row.id, image_id=image_id, ls_task_id=task["id"]))
+            have_image.add(image_id)
+            adopted += 1
+    session.flush()
+    return adopted
+
+
+def prediction_payload(pred: Prediction, image: Image, model_version: str) -> dict | None:
+    """A LS prediction from a detector's box (pixels -> percent); None when it has no box."""
+    if None in (pred.x_min, pred.y_min, pred.x_max, pred.y_max) or not image.width or not image.height:
+        return None
+    label = pred.label if pred.label in CHEST_LABELS else CHEST_CLASSES.get(pred.label or "", CHEST_CLASSES[image.label])
+    box = PixelBox(pred.x_min, pred.y_min, pred.x_max, pred.y_max)
+    out = {"model_version": model_version, "result": [rectangle_result(box, label, image.width, image.height)]}
+    if pred.score is not None:
+        out["score"] = float(pred.score)
+    return out
+
+
+def push_tasks(
+    session: Session,
+    client: LabelStudioClient,
+    row: LsProject,
+    images: Sequence[Image],
+    *,
+    predictions: dict[int, Prediction] | None = None,
+    model_version: str | None = None,
+    server_task_count: int = 0,
+) -> PushSummary:
+    """Create one task per image not pushed yet; attach predictions once per (task, run)."""
+    summary = PushSummary(project_id=row.project_id, model_version=model_version)
+    missing = missing_files(images)
+    if missing:
+        raise LabelStudioError(
+            f"{len(missing)} image file(s) are missing, e.g. {missing[0]}; nothing was pushed",
+            "restore the files or re-import the dataset, then push again",
+        )
+    if not row.document_root:
+        raise LabelStudioError("The project has no local-files root", "set WB_LS_DOCUMENT_ROOT")
+    _check_under_root(images, row.document_root)
+    summary.adopted = adopt_tasks(session, client, row, server_count=server_task_count)
+    # One local-files storage per dataset root: LS serves a file only below a storage path.
+    storages = dict(row.storages or {})
+    live = client.local_storage_ids(row.project_id) if storages else set()
+    for root in sorted({im.root.path for im in images}):
+        if storages.get(root) not in live:
+            storages[root] = client.create_local_storage(row.project_id, root, f"wb {Path(root).name}")
+    if storages != row.storages:
+        row.storages = storages
+    pushed = {t.image_id: t for t in session.scalars(select(LsTask).where(LsTask.ls_project_id == row.id))}
+    new_images = [im for im in images if im.id not in pushed]
+    summary.already = len(images) - len(new_images)
+    predictions = predictions or {}
+    tasks = []
+    for im in new_images:
+        task: dict = {"data": {"image": local_files_url(im.abs_path, row.document_root), "wb_image_id": im.id,
+                               "wb_label": im.label, "wb_path": im.rel_path}}
+        pred = predictions.get(im.id)
+        payload = prediction_payload(pred, im, model_version) if pred is not None and model_version else None
+        if payload:
+            task["predictions"] = [payload]
+            summary.predictions += 1
+        tasks.append(task)
+    task_ids = client.import_tasks(row.project_id, tasks)
+    session.add_all(
+        LsTask(ls_project_id=row.id, image_id=im.id, ls_task_id=tid,
+               prediction_runs=[model_version] if "predictions" in t else [])
+        for im, t, tid in zip(new_images, tasks, task_ids, strict=True)
+    )
+    if model_version and predictions:
+        late = []
+        for im in images:
+            link = pushed.get(im.id)
+            if link is None or model_version in (link.prediction_runs or []) or im.id not in predictions:
+                continue
+            payload = prediction_payload(predictions[im.id], im, model_version)
+            if payload:
+                late.append((link, {**payload, "task": link.ls_task_id}))
+        if late:
+            client.import_predictions(row.project_id, [p for _, p in late])
+            for link, _ in late:
+                link.prediction_runs = [*(link.prediction_runs or []), model_version]
+            summary.predictions += len(late)
+        if row.model_version != model_version:
+            client.set_model_version(row.project_id, model_version)
+            row.model_version = model_version
+    summary.created = len(task_ids)
+    session.flush()
+    return summary
+
+
+def fetch_changed_tasks(client: LabelStudioClient, row: LsProject, *, progress: Callable | None = None) -> list[dict]:
+    """Every task changed since the last pull (all annotated tasks on the first pull)."""
+    query = updated_after_query(row.last_updated_at, OVERLAP_S) if row.last_updated_at else annotated_query()
+    tasks: list[dict] = []
+    for page in client.iter_tasks(row.project_id, query=query):
+        tasks.extend(page)
+        if progress:
+            progress(len(page))
+    return tasks
+
+
+def _annotator(ann: dict) -> str | None:
+    name = (ann.get("created_username") or "").strip().rstrip(",").strip()
+    if name:
+        return name.split(",")[0].strip() or None
+    return str(ann["completed_by"]) if ann.get("completed_by") is not None else None
+
+
+def _raw(ann: dict) -> dict:
+    """What wb keeps of a LS annotation: enough to audit it and to notice any change."""
+    return {k: ann.get(k) for k in ("id", "result", "was_cancelled", "updated_at", "completed_by")}
+
+
+def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict]) -> PullSummary:
+    """Upsert the annotations of these tasks (full task dicts) into the DB; see module docstring."""
+    summary = PullSummary(project_id=row.project_id, tasks_seen=len(tasks))
+    task_ids = [t["id"] for t in tasks]
+    links: dict[int, LsTask] = {}
+    existing: dict[int, list[Annotation]] = {}
+    for i in range(0, len(task_ids), _CHUNK):
+        part = task_ids[i : i + _CHUNK]
+        links.update((lt.ls_task_id, lt) for lt in session.scalars(
+            select(LsTask).where(LsTask.ls_project_id == row.id, LsTask.ls_task_id.in_(part))))
+        for ann in session.scalars(
+            select(Annotation).where(Annotation.ls_project_id == row.id, Annotation.ls_task_id.in_(part))
+        ):
+            existing.setdefault(ann.ls_task_id, []).append(ann)
+    image_ids = {lt.image_id for lt in links.values()}
+    image_ids |= {t["data"].get("wb_image_id") for t in tasks if isinstance((t.get("data") or {}).get("wb_image_id"), int)}
+    images: dict[int, Image] = {}
+    ids = sorted(image_ids)
+    for i in range(0, len(ids), _CHUNK):
+        images.update((im.id, im) for im in session.scalars(select(Image).where(Image.id.in_(ids[i : i + _CHUNK]))))
+    now = utcnow()
+    newest = row.last_updated_at
+    for task in tasks:
+        if task.get("updated_at") and (newest is None or parse_ls_time(task["updated_at"]) > parse_ls_time(newest)):
+            newest = task["updated_at"]
+        image, mismatch = _task_image(task, links.get(task["id"]), images)
+        by_id = {a.ls_annotation_id: a for a in existing.get(task["id"], [])}
+        seen = set()
+        for ann in task.get("annotations") or []:
+            seen.add(ann["id"])
+            verdict = judge_annotation(
+                ann, width=image.width if image else None, height=image.height if image else None,
+                image_label=image.label if image else None,
+            )
+            if mismatch and verdict.status == "valid":
+                verdict.status, verdict.reason = "rejected", mismatch
+            values = {
+                "image_id": image.id if image else None,
+                "annotator": _annotator(ann),
+                "x_min": verdict.box.x_min if verdict.box else None,
+                "y_min": verdict.box.y_min if verdict.box else None,
+                "x_max": verdict.box.x_max if verdict.box else None,
+                "y_max": verdict.box.y_max if verdict.box else None,
+                "box_label": verdict.label,
+                "diagnosis": next((k for k, v in CHEST_CLASSES.items() if v == verdict.label), None),
+                "flags": verdict.flags,
+                "status": verdict.status,
+                "reason": verdict.reason,
+                "raw": _raw(ann),
+            }
+            row_ = by_id.get(ann["id"])
+            if row_ is None:
+                session.add(Annotation(source="label_studio", origin="human", ls_project_id=row.id,
+                                       ls_task_id=task["id"], ls_annotation_id=ann["id"], **values))
+                summary.created += 1
+            elif any(getattr(row_, k) != v for k, v in values.items()):
+                for k, v in values.items():
+                    if getattr(row_, k) != v:
+                        setattr(row_, k, v)
+                summary.updated += 1
+            else:
+                summary.unchanged += 1
+                continue
+            summary.by_status[verdict.status] = summary.by_status.get(verdict.status, 0) + 1
+        for ann_id, row_ in by_id.items():
+            if ann_id not in seen and row_.status != "deleted":
+                row_.status, row_.reason = "deleted", "deleted in Label Studio"
+                summary.deleted += 1
+    if newest != row.last_updated_at:
+        row.last_updated_at = newest
+    row.last_pull_at = now
+    session.flush()
+    return summary
+
+
+def _task_image(task: dict, link: LsTask | None, images: dict[int, Image]) -> tuple[Image | None, str | None]:
+    """The image a task stands for, and a reason when the task and wb's record disagree."""
+    named = (task.get("data") or {}).get("wb_image_id")
+    if link is not None:
+        image = images.get(link.image_id)
+        if isinstance(named, int) and named != link.image_id:
+            return image, f"task data names image {named}, wb pushed image {link.image_id} as this task"
+        return image, None
+    if isinstance(named, int) and named in images:
+        return images[named], None
+    return None, None
