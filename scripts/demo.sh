@@ -13,7 +13,7 @@ if [ -z "${WB_DB:-}" ]; then
 fi
 
 wb import sample/kermany
-wb split --strategy grouped --name demo --replace --batch-per-class 12
+wb split --strategy source --name demo --replace --batch-per-class 12
 wb status
 
 echo
