@@ -1,0 +1,125 @@
+"""`wb ls ...`: run Label Studio, push tasks, pull annotations."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from workbench import labelling
+from workbench.cli import app
+from workbench.cli.common import JsonOption, SplitOption, print_json, workspace
+
+ls_app = typer.Typer(help="Label Studio: serve, push tasks, pull annotations.", no_args_is_help=True)
+app.add_typer(ls_app, name="ls")
+
+
+@ls_app.command()
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Return once the server answers; stop it with `wb ls stop`.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Start a local Label Studio for this workspace (127.0.0.1, images served from disk).
+
+    Its data folder, log and credentials live in <workspace>/ls/. The first start takes about a minute.
+
+    Example: wb ls serve --detach
+    """
+    ws = workspace(ctx)
+    if not json_:
+        typer.echo("Starting Label Studio (the first start takes about a minute)...", err=True)
+    result = labelling.serve(ws, port=port)
+    if json_:
+        print_json(result.as_dict())
+    else:
+        state = "already running" if result.already_running else "running"
+        typer.echo(f"Label Studio {state} at {result.url} (pid {result.pid})")
+        typer.echo(f"  log in as {result.email}; password and API token are in {result.credentials} (mode 0600)")
+        typer.echo("  API token: `wb ls token`; images are served from " + result.document_root)
+    if detach or result.already_running:
+        return
+    typer.echo("Press Ctrl-C to stop it.", err=True)
+    labelling.wait_until_stopped(ws, result)
+
+
+@ls_app.command()
+def stop(ctx: typer.Context) -> None:
+    """Stop the Label Studio server `wb ls serve` started.
+
+    Example: wb ls stop
+    """
+    stopped = labelling.stop(workspace(ctx))
+    typer.echo("Stopped Label Studio." if stopped else "No Label Studio server started by wb is running.")
+
+
+@ls_app.command()
+def status(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """Where the server is, whether it answers, and the project wb uses on it.
+
+    Example: wb ls status --json
+    """
+    info = labelling.ls_status(workspace(ctx))
+    if json_:
+        print_json(info)
+        return
+    if not info["url"]:
+        typer.echo("No Label Studio server known: run `wb ls serve --detach` or set WB_LS_URL and WB_LS_TOKEN.")
+        return
+    typer.echo(f"Label Studio {info['url']}: {'running' if info['running'] else 'not answering'}")
+    typer.echo(f"  project: {info['project_id'] if info['project_id'] is not None else 'none yet (wb ls push creates it)'}"
+               f", tasks pushed: {info['tasks_pushed']}, last pull: {info['last_pull_at'] or 'never'}")
+
+
+@ls_app.command()
+def token(ctx: typer.Context) -> None:
+    """Print the API token in use (WB_LS_TOKEN, or the one of the server wb started).
+
+    Example: export WB_LS_TOKEN=$(wb ls token)
+    """
+    typer.echo(labelling.token(workspace(ctx)))
+
+
+@ls_app.command()
+def push(
+    ctx: typer.Context,
+    images: Annotated[str | None, typer.Option(help="Comma-separated image ids or paths (instead of a batch).")] = None,
+    batch: Annotated[str | None, typer.Option(help="Annotation batch name (default: the split's initial batch).")] = None,
+    split: SplitOption = None,
+    predictions: Annotated[int | None, typer.Option(help="Run id whose boxes become pre-annotations.")] = None,
+    label_config: Annotated[Path | None, typer.Option(help="Label config for a new project (default: annotations/label_config.xml).")] = None,
+    new_project: Annotated[bool, typer.Option("--new-project", help="Create a new project (e.g. the old one was deleted on the server).")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Send images as Label Studio tasks; pushing again adds no duplicates.
+
+    Example: wb ls push --predictions 3
+    """
+    refs = [r.strip() for r in images.split(",") if r.strip()] if images else None
+    out = labelling.push(workspace(ctx), images=refs, batch=batch, split=split, predictions_run=predictions,
+                         label_config=label_config, new_project=new_project)
+    if json_:
+        print_json(out)
+        return
+    typer.echo(f"Project {out['project_id']} at {out['url']}: {out['selection']}, {out['images']} images")
+    typer.echo(f"  new tasks {out['created']}, already pushed {out['already']}"
+               + (f", recovered {out['adopted']}" if out["adopted"] else "")
+               + (f", pre-annotations {out['predictions']} (model version {out['model_version']})" if out["model_version"] else ""))
+
+
+@ls_app.command()
+def pull(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """Bring annotations made since the last pull into the workspace, validated.
+
+    Example: wb ls pull && wb status
+    """
+    out = labelling.pull(workspace(ctx), progress=not json_)
+    if json_:
+        print_json(out)
+        return
+    by = ", ".join(f"{k} {v}" for k, v in sorted(out["by_status"].items())) or "none"
+    typer.echo(f"Pulled {out['tasks_seen']} changed task(s) from project {out['project_id']}: new {out['created']}, "
+               f"updated {out['updated']}, deleted {out['deleted']}, unchanged {out['unchanged']} (new/updated: {by})")
+    if out["by_status"].get("rejected"):
+        typer.echo("  rejected annotations and their reasons: `wb status`")

@@ -1,0 +1,371 @@
+"""Labelling use cases: serve Label Studio, push tasks, pull annotations, export/import box files.
+
+Where the server is: `WB_LS_URL` (+ `WB_LS_TOKEN`) for a server of your own, else the one
+`wb ls serve` started (`<workspace>/ls/server.json`, token in the 0600 `credentials.json`).
+The token is read from there each time and never stored in the DB, logs, configs or reports.
+Each push/pull runs in one DB transaction: a failure leaves the DB as it was.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+from tqdm import tqdm
+
+from annotations import LABEL_CONFIG
+from annotations import boxfile
+from annotations.client import LabelStudioClient
+from annotations.errors import LabelConfigError, LabelStudioError
+from annotations.server import (
+    CREDENTIALS_FILE,
+    is_answering,
+    load_credentials,
+    load_state,
+    pid_alive,
+    start_server,
+    stop_server,
+)
+from annotations.sync import (
+    PullSummary,
+    PushSummary,
+    apply_tasks,
+    current_project,
+    ensure_project,
+    fetch_changed_tasks,
+    missing_files,
+    push_tasks,
+)
+from db.models import AnnotationBatch, AnnotationBatchItem, DatasetRoot, Image, Prediction, Run
+from db.models.labels import Annotation, LsTask
+from workbench.errors import ExternalServiceError, InputError, NotFoundError
+from workbench.splitting import resolve_split
+from workbench.workspace import Workspace
+
+
+@contextmanager
+def _service_errors() -> Iterator[None]:
+    """annotations.errors -> the WorkbenchError family (one line + hint, exit 1)."""
+    try:
+        yield
+    except LabelConfigError as exc:
+        raise InputError(exc.message, exc.hint) from None
+    except LabelStudioError as exc:
+        raise ExternalServiceError(exc.message, exc.hint) from None
+
+
+def ls_folder(ws: Workspace) -> Path:
+    return ws.folder("ls")
+
+
+# ---- the server ---------------------------------------------------------------------------
+
+def document_root_for(roots: Sequence[str]) -> Path:
+    """A folder strictly above every dataset root (LS wants each storage path below its root)."""
+    if not roots:
+        raise InputError("No images imported yet", "run `wb import PATH` first: the server serves the imported folders")
+    return Path(os.path.commonpath([str(Path(r).parent) for r in roots]))
+
+
+@dataclass
+class ServeResult:
+    url: str
+    email: str
+    pid: int
+    document_root: str
+    credentials: str
+    already_running: bool
+    process: subprocess.Popen | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "process"}
+
+
+def serve(ws: Workspace, *, port: int | None = None) -> ServeResult:
+    """Start (or find) the workspace's Label Studio on 127.0.0.1; returns once it answers."""
+    with ws.db.session() as s:
+        roots = list(s.scalars(select(DatasetRoot.path)))
+    root = document_root_for(roots)
+    folder = ls_folder(ws)
+    with _service_errors():
+        state, proc = start_server(folder, root, port=port)
+    creds = load_credentials(folder)
+    return ServeResult(state.url, creds.email if creds else "?", state.pid, state.document_root,
+                       str(folder / CREDENTIALS_FILE), already_running=proc is None, process=proc)
+
+
+def wait_until_stopped(ws: Workspace, result: ServeResult) -> None:
+    """Block while the server runs (foreground `wb ls serve`); Ctrl-C stops it."""
+    try:
+        if result.process is not None:
+            result.process.wait()
+        else:
+            import time
+
+            while pid_alive(result.pid):
+                time.sleep(1)
+    except KeyboardInterrupt:
+        stop_server(ls_folder(ws))
+
+
+def stop(ws: Workspace) -> bool:
+    return stop_server(ls_folder(ws))
+
+
+def _connection(ws: Workspace) -> tuple[str, str | None, str]:
+    """(url, token, where the token came from); url from WB_LS_URL or the server wb started."""
+    folder = ls_folder(ws)
+    url = os.environ.get("WB_LS_URL")
+    state = load_state(folder)
+    if not url and state is not None:
+        url = state.url
+    if not url:
+        raise ExternalServiceError(
+            "No Label Studio server is known to this workspace",
+            "start one with `wb ls serve --detach`, or set WB_LS_URL and WB_LS_TOKEN",
+        )
+    token, source = os.environ.get("WB_LS_TOKEN"), "WB_LS_TOKEN"
+    if not token:
+        creds = load_credentials(folder)
+        token, source = (creds.token, str(folder / CREDENTIALS_FILE)) if creds else (None, "none")
+    return url.rstrip("/"), token, source
+
+
+def client_for(ws: Workspace) -> LabelStudioClient:
+    url, token, _ = _connection(ws)
+    if not token:
+        raise ExternalServiceError(f"No API token for {url}", "set WB_LS_TOKEN (Label Studio: Account & Settings)")
+    client = LabelStudioClient(url, token)
+    with _service_errors():
+        client.check()
+    return client
+
+
+def _document_root(ws: Workspace, roots: Sequence[str]) -> str:
+    if os.environ.get("WB_LS_DOCUMENT_ROOT"):
+        return os.environ["WB_LS_DOCUMENT_ROOT"]
+    state = load_state(ls_folder(ws))
+    if state is not None and not os.environ.get("WB_LS_URL"):
+        return state.document_root
+    return str(document_root_for(roots))
+
+
+def token(ws: Workspace) -> str:
+    _, tok, _ = _connection(ws)
+    if not tok:
+        raise NotFoundError("No Label Studio token", "run `wb ls serve --detach` or set WB_LS_TOKEN")
+    return tok
+
+
+def ls_status(ws: Workspace) -> dict:
+    folder = ls_folder(ws)
+    state = load_state(folder)
+    url = os.environ.get("WB_LS_URL") or (state.url if state else None)
+    url = url.rstrip("/") if url else None
+    _, tok, source = _connection(ws) if url else (None, None, "none")
+    project, tasks = None, 0
+    with ws.db.session() as s:
+        project = current_project(s, url) if url else None
+        if project is not None:
+            tasks = s.scalar(select(func.count(LsTask.id)).where(LsTask.ls_project_id == project.id)) or 0
+    info = {
+        "url": url,
+        "running": bool(url) and is_answering(url),
+        "project_id": project.project_id if project else None,
+        "tasks_pushed": tasks,
+        "managed": state is not None and not os.environ.get("WB_LS_URL"),
+        "pid": state.pid if state and not os.environ.get("WB_LS_URL") else None,
+        "token_source": source if tok else None,
+        "document_root": state.document_root if state else os.environ.get("WB_LS_DOCUMENT_ROOT"),
+        "last_pull_at": project.last_pull_at.isoformat() if project and project.last_pull_at else None,
+    }
+    return info
+
+
+# ---- push / pull ----------------------------------------------------------------------------
+
+def _select_images(s, image_refs: Sequence[str] | None, batch: str | None, split: str | None) -> tuple[str, list[Image]]:
+    if image_refs:
+        ids = [int(r) for r in image_refs if r.isdigit()]
+        paths = [r for r in image_refs if not r.isdigit()]
+        found = list(s.scalars(select(Image).where(Image.id.in_(ids)))) if ids else []
+        missing = sorted(set(ids) - {im.id for im in found})
+        for p in paths:
+            rel = Path(p).as_posix()
+            hit = s.scalars(select(Image).where(Image.rel_path == rel)).first()
+            if hit is None:
+                absolute = Path(p).expanduser().resolve()
+                for root in s.scalars(select(DatasetRoot)):
+                    if absolute.is_relative_to(root.path):
+                        hit = s.scalars(select(Image).where(
+                            Image.root_id == root.id, Image.rel_path == absolute.relative_to(root.path).as_posix())).first()
+            if hit is None:
+                missing.append(p)
+            else:
+                found.append(hit)
+        if missing:
+            raise NotFoundError(f"{len(missing)} image(s) not in the workspace, e.g. {missing[0]}", "see `wb status`")
+        return "images given", list({im.id: im for im in found}.values())
+    if batch is None:
+        sp = resolve_split(s, split)
+        row = s.scalars(select(AnnotationBatch).where(
+            AnnotationBatch.split_id == sp.id, AnnotationBatch.kind == "initial").order_by(AnnotationBatch.id.desc())).first()
+        if row is None:
+            raise NotFoundError(f"Split {sp.name!r} has no initial annotation batch", "pass --batch NAME or --images")
+    else:
+        row = s.scalars(select(AnnotationBatch).where(AnnotationBatch.name == batch)).first()
+        if row is None:
+            names = ", ".join(s.scalars(select(AnnotationBatch.name))) or "none"
+            raise NotFoundError(f"No annotation batch named {batch!r}", f"existing batches: {names}")
+    images = list(s.scalars(select(Image).join(AnnotationBatchItem, AnnotationBatchItem.image_id == Image.id)
+                            .where(AnnotationBatchItem.batch_id == row.id).order_by(AnnotationBatchItem.rank)))
+    return f"batch {row.name}", images
+
+
+def _run_predictions(s, run_id: int, images: Sequence[Image]) -> dict[int, Prediction]:
+    run = s.get(Run, run_id)
+    if run is None:
+        raise NotFoundError(f"No run {run_id}", "see `wb status` for runs")
+    wanted = {im.id for im in images}
+    best: dict[int, Prediction] = {}
+    for p in s.scalars(select(Prediction).where(Prediction.run_id == run_id, Prediction.x_min.is_not(None))):
+        if p.image_id in wanted and (p.image_id not in best or (p.score or 0) > (best[p.image_id].score or 0)):
+            best[p.image_id] = p
+    if not best:
+        raise InputError(f"Run {run_id} has no boxes for these images", "pick a detector run that predicted them")
+    return best
+
+
+def push(
+    ws: Workspace,
+    *,
+    images: Sequence[str] | None = None,
+    batch: str | None = None,
+    split: str | None = None,
+    predictions_run: int | None = None,
+    label_config: Path | None = None,
+    new_project: bool = False,
+) -> dict:
+    """Send images as tasks (idempotent), optionally with a run's boxes as pre-annotations."""
+    config_path = label_config or LABEL_CONFIG
+    try:
+        config_text = Path(config_path).read_text()
+    except OSError as exc:
+        raise InputError(f"Cannot read the label config {config_path}: {exc.strerror}") from None
+    with ws.db.session() as s:
+        what, chosen = _select_images(s, images, batch, split)
+        unusable = [im.rel_path for im in chosen if im.status != "ok" or not im.width]
+        if unusable:
+            raise InputError(f"{len(unusable)} image(s) are unreadable, e.g. {unusable[0]}", "leave them out")
+        missing = missing_files(chosen)  # before anything reaches the server
+        if missing:
+            raise InputError(f"{len(missing)} image file(s) are missing, e.g. {missing[0]}; nothing was pushed",
+                             "restore the files (or re-import the dataset) and push again")
+        preds = _run_predictions(s, predictions_run, chosen) if predictions_run is not None else None
+        roots = list(s.scalars(select(DatasetRoot.path)))
+        client = client_for(ws)
+        with _service_errors():
+            row = ensure_project(s, client, config_text, document_root=_document_root(ws, roots), new=new_project)
+            count = client.get_project(row.project_id)["task_number"]
+            summary: PushSummary = push_tasks(
+                s, client, row, chosen, predictions=preds,
+                model_version=str(predictions_run) if predictions_run is not None else None, server_task_count=count,
+            )
+    return {"selection": what, "images": len(chosen), "url": client.url, **summary.as_dict()}
+
+
+def pull(ws: Workspace, *, progress: bool = True) -> dict:
+    """Bring annotations changed since the last pull into the DB (one transaction)."""
+    client = client_for(ws)
+    with ws.db.session() as s:
+        row = current_project(s, client.url)
+        if row is None:
+            raise NotFoundError(f"Nothing was pushed to {client.url} from this workspace", "run `wb ls push` first")
+        with _service_errors():
+            client.get_project(row.project_id)
+            bar = tqdm(desc="pull", unit="task", disable=not progress, leave=False)
+            try:
+                tasks = fetch_changed_tasks(client, row, progress=bar.update)
+            finally:
+                bar.close()
+        summary: PullSummary = apply_tasks(s, row, tasks)
+    return {"url": client.url, **summary.as_dict()}
+
+
+# ---- box files ------------------------------------------------------------------------------
+
+def export_annotations(ws: Workspace, path: Path) -> dict:
+    """Write the valid chest boxes (one per image: human before machine, newest first) to a file."""
+    with ws.db.session() as s:
+        rows = s.execute(
+            select(Annotation, Image).join(Image, Annotation.image_id == Image.id)
+            .where(Annotation.status == "valid").order_by(Image.id, Annotation.updated_at.desc(), Annotation.id.desc())
+        ).all()
+    chosen: dict[int, tuple] = {}
+    for ann, im in rows:
+        best = chosen.get(im.id)
+        if best is None or (best[0].origin == "machine" and ann.origin == "human"):
+            chosen[im.id] = (ann, im)
+    records = [
+        boxfile.BoxRecord(image=im.rel_path, sha256=im.sha256, width=im.width, height=im.height, label=ann.box_label,
+                          x_min=ann.x_min, y_min=ann.y_min, x_max=ann.x_max, y_max=ann.y_max, origin=ann.origin,
+                          annotator=ann.annotator)
+        for ann, im in chosen.values()
+    ]
+    boxfile.write_box_file(path, records)
+    return {"file": str(path), "boxes": len(records), "by_origin": {
+        o: sum(r.origin == o for r in records) for o in boxfile.ORIGINS}}
+
+
+def import_annotations(ws: Workspace, path: Path) -> dict:
+    """Read a box file; match images by sha256 (then path); store each box, rejected ones with a reason.
+
+    Idempotent: one file-sourced row per (image, origin); importing again updates it in place.
+    """
+    try:
+        records = boxfile.read_box_file(Path(path))
+    except FileNotFoundError:
+        raise InputError(f"No such file: {path}") from None
+    except ValueError as exc:
+        raise InputError(str(exc), "export one with `wb annotations export FILE`") from None
+    summary = {"file": str(path), "boxes": len(records), "created": 0, "updated": 0, "unchanged": 0,
+               "rejected": 0, "unmatched": 0, "unmatched_images": []}
+    with ws.db.session() as s:
+        by_sha: dict[str, list[Image]] = {}
+        for im in s.scalars(select(Image).where(Image.sha256.in_({r.sha256 for r in records}))):
+            by_sha.setdefault(im.sha256, []).append(im)
+        existing = {(a.image_id, a.origin): a for a in s.scalars(select(Annotation).where(Annotation.source == "file"))}
+        for rec in records:
+            candidates = by_sha.get(rec.sha256, [])
+            image = next((im for im in candidates if im.rel_path == rec.image), candidates[0] if candidates else None)
+            if image is None:
+                summary["unmatched"] += 1
+                summary["unmatched_images"].append(rec.image)
+                continue
+            problem = boxfile.problem_with(rec)
+            if problem is None and (image.width, image.height) != (rec.width, rec.height):
+                problem = f"file says {rec.width}x{rec.height} px, wb imported {image.width}x{image.height} px"
+            values = {"x_min": rec.x_min, "y_min": rec.y_min, "x_max": rec.x_max, "y_max": rec.y_max,
+                      "box_label": rec.label, "annotator": rec.annotator,
+                      "diagnosis": next((k for k, v in boxfile.CHEST_CLASSES.items() if v == rec.label), None),
+                      "status": "rejected" if problem else "valid", "reason": problem,
+                      "raw": {"file": Path(path).name, "image": rec.image}}
+            row = existing.get((image.id, rec.origin))
+            if row is None:
+                row = Annotation(image_id=image.id, source="file", origin=rec.origin, flags=[], **values)
+                s.add(row)
+                existing[(image.id, rec.origin)] = row
+                summary["created"] += 1
+            elif any(getattr(row, k) != v for k, v in values.items()):
+                for k, v in values.items():
+                    setattr(row, k, v)
+                summary["updated"] += 1
+            else:
+                summary["unchanged"] += 1
+            summary["rejected"] += bool(problem)
+    summary["unmatched_images"] = summary["unmatched_images"][:20]
+    return summary
