@@ -15,6 +15,8 @@ fi
 wb import sample/kermany
 wb split --strategy source --name demo --replace --batch-per-class 12
 wb status
+wb audit
+wb eda --out "$WB_WORKSPACE/eda"
 
 echo
 echo "Demo outputs: database $WB_DB, workspace $WB_WORKSPACE"

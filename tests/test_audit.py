@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 
 import numpy as np
 import pytest
@@ -166,6 +167,10 @@ def test_audit_cli_json_on_sample(cli, sample_db):
     again = cli.json("--db", sample_db, "audit", "--split", "demo")
     assert again["phash"]["computed_now"] == 0
     assert again["near_duplicates"] == report["near_duplicates"]
+    # Only missing hashes are recomputed.
+    with sqlite3.connect(sample_db) as con:
+        con.execute("UPDATE image SET phash = NULL WHERE id = (SELECT min(id) FROM image)")
+    assert cli.json("--db", sample_db, "audit")["phash"]["computed_now"] == 1
 
 
 def test_audit_cli_text_and_unknown_split(cli, sample_db):

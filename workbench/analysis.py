@@ -298,7 +298,8 @@ def _index_sections(figures, slopes, difference, peaks, counts, config: EdaConfi
         ("3. Resized", "resized_grid", f"The same images at {s}x{s}, as the seed study fed them."),
         ("4. Mean image per class", "mean_images", f"Greyscale, {s}x{s}, over {n_text} images (exact copies left out)."),
         ("5. Difference of means", "mean_difference",
-         f"mean PNEUMONIA - mean NORMAL; {difference}" if difference else ""),
-        ("6. Per-pixel variance", "variance", f"Population variance per pixel; the cross marks the maximum. {peak_text}."),
+         f"mean PNEUMONIA - mean NORMAL in grey levels: min {difference['min']}, max {difference['max']}, "
+         f"mean |difference| {difference['mean_abs']}; red is brighter in PNEUMONIA." if difference else ""),
+        ("6. Per-pixel variance", "variance", f"Population variance per pixel; the ring marks the maximum (often on the border). {peak_text}."),
     ]
     return [(h, figures[key].name, caption) for h, key, caption in sections if key in figures]

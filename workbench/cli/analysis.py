@@ -31,7 +31,8 @@ def _print_audit(r: dict) -> None:
     labels = ", ".join(f"{k} {v}" for k, v in r["labels"].items())
     typer.echo(f"Audit of {r['images']} readable images ({labels})")
     ex = r["exact_duplicates"]
-    typer.echo(f"Exact duplicates: {ex['copies']} copies in {ex['groups']} group(s); {ex['cross_label']} with another label")
+    typer.echo(f"Exact duplicates: {ex['copies']} file(s) equal to an earlier file ({ex['groups']} group(s)); "
+               f"{ex['cross_label']} with another label")
     for e in ex["examples"]:
         typer.echo(f"  {e['copy']} = {e['of']}")
     nd = r["near_duplicates"]
@@ -88,7 +89,10 @@ def eda(
         return
     typer.echo(f"Figures from {result['images']} images (" + ", ".join(f"{k} {v}" for k, v in result["per_class"].items()) + ")")
     for label, fit in result["slopes"].items():
-        typer.echo(f"  {label:<10} height = {fit['slope']} x width + {fit['intercept']}  (n={fit['n']})")
+        if fit["slope"] is None:
+            typer.echo(f"  {label:<10} too few distinct widths to fit a line (n={fit['n']})")
+        else:
+            typer.echo(f"  {label:<10} height = {fit['slope']:.3f} x width {fit['intercept']:+.1f}  (n={fit['n']})")
     for label, peak in result["variance_peaks"].items():
         typer.echo(f"  {label:<10} variance max {peak['max']} at x={peak['col']}, y={peak['row']}")
     if result["unreadable"]:
