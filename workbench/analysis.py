@@ -205,7 +205,9 @@ def _warnings(exact, near, split_reports, shortcut, hashing, config: AuditConfig
     for rep in split_reports:
         if rep["shared_patients"]:
             out.append(f"split {rep['name']!r}: {rep['shared_patients']} patient(s) ({rep['shared_images']} images) "
-                       "appear in more than one part: test scores will be optimistic")
+                       "appear in more than one part: test scores will be optimistic"
+                       + (" (the dataset's own test folder shares patient numbers with train/val)"
+                          if rep["strategy"] == "source" else ""))
         leaks = rep["exact_duplicate_groups_across_parts"] + rep["near_duplicate_groups_across_parts"]
         if leaks:
             out.append(f"split {rep['name']!r}: {leaks} duplicate group(s) span more than one part")
