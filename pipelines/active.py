@@ -201,19 +201,14 @@ def _coverage(lo: float, hi: float, n: int) -> np.ndarray:
     return np.clip(np.minimum(edges + 1, hi) - np.maximum(edges, lo), 0.0, 1.0)
 
 
-def off_lung_attention(cams: np.ndarray, boxes: np.ndarray, image_sizes: np.ndarray) -> np.ndarray:
-    """Share of CAM mass outside the chest box, normalised so uniform = 0 and all-outside = 1.
+def cam_outside_share(cams: np.ndarray, boxes: np.ndarray, image_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(out_share[N], out_area[N]): the CAM mass and the grid area outside the chest box, each in [0, 1].
 
-    cams[N, h, w]: non-negative CAMs (any resolution); boxes[N, 4]: chest boxes in pixels of
-    the image; image_sizes[N, 2]: (width, height) of the image in pixels, used to map the box
-    onto the CAM grid (cells partly inside the box count by the covered fraction).
-    score = (out_share - out_area) / (1 - out_area), clipped to [0, 1], where out_share is
-    the CAM mass outside the box and out_area the fraction of the grid outside it.
-    A box covering the whole image scores 0 (nothing can lie outside it). NaN when it cannot
-    be measured: no box / non-finite or empty box, a non-finite CAM, a CAM with no mass.
-    Source: wb's own measure; the idea of checking saliency against anatomy follows Zech et al.
-    2018, "Variable generalization performance of a deep learning model to detect pneumonia in
-    chest radiographs" (PLOS Med), who found CNNs attending to non-lung hospital markers.
+    cams[N, h, w]: non-negative CAMs (any resolution; negatives are clipped to 0); boxes[N, 4]:
+    chest boxes in pixels of the image; image_sizes[N, 2]: (width, height) of the image in pixels,
+    used to map the box onto the CAM grid (cells partly inside count by the covered fraction).
+    Both are NaN where the share cannot be measured: no box / non-finite or empty box, a
+    non-finite CAM, a CAM with no mass.
     """
     cams = np.asarray(cams, dtype=np.float64)
     if cams.ndim != 3:
@@ -223,7 +218,7 @@ def off_lung_attention(cams: np.ndarray, boxes: np.ndarray, image_sizes: np.ndar
     n, h, w = cams.shape
     if not (len(boxes) == len(sizes) == n):
         raise ValueError("cams, boxes and image_sizes must have the same N")
-    out = np.full(n, np.nan)
+    share, area = np.full(n, np.nan), np.full(n, np.nan)
     for i in range(n):
         cam, box, (W, H) = cams[i], boxes[i], sizes[i]
         if not (np.isfinite(cam).all() and np.isfinite(box).all() and W > 0 and H > 0):
@@ -237,25 +232,44 @@ def off_lung_attention(cams: np.ndarray, boxes: np.ndarray, image_sizes: np.ndar
         in_area = cy.sum() * cx.sum() / (h * w)
         if in_area <= _EPS:  # an empty box marks no chest at all
             continue
-        out_area = 1.0 - in_area
-        if out_area <= _EPS:  # the box covers the whole image: nothing can lie outside it
-            out[i] = 0.0
-            continue
-        out_share = 1.0 - (cy @ cam @ cx) / total
-        out[i] = np.clip((out_share - out_area) / (1.0 - out_area), 0.0, 1.0)
+        area[i] = max(0.0, 1.0 - in_area)
+        share[i] = float(np.clip(1.0 - (cy @ cam @ cx) / total, 0.0, 1.0))
+    return share, area
+
+
+def off_lung_attention(cams: np.ndarray, boxes: np.ndarray, image_sizes: np.ndarray) -> np.ndarray:
+    """Share of CAM mass outside the chest box, normalised so uniform = 0 and all-outside = 1.
+
+    Inputs as `cam_outside_share`. score = (out_share - out_area) / (1 - out_area), clipped
+    to [0, 1], where out_share is the CAM mass outside the box and out_area the fraction of
+    the grid outside it. A box covering the whole image scores 0 (nothing can lie outside it).
+    NaN where the share cannot be measured (see `cam_outside_share`).
+    Source: wb's own measure; the idea of checking saliency against anatomy follows Zech et al.
+    2018, "Variable generalization performance of a deep learning model to detect pneumonia in
+    chest radiographs" (PLOS Med), who found CNNs attending to non-lung hospital markers.
+    """
+    share, area = cam_outside_share(cams, boxes, image_sizes)
+    out = np.full(share.shape, np.nan)
+    ok = np.isfinite(share)
+    full = ok & (area <= _EPS)
+    out[full] = 0.0
+    part = ok & ~full
+    out[part] = np.clip((share[part] - area[part]) / (1.0 - area[part]), 0.0, 1.0)
     return out
 
 
-def off_lung_members(member_cams: np.ndarray, boxes: np.ndarray, image_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-member off-lung scores [M, N] and the combined score [N] (mean over members that could be measured)."""
-    cams = np.asarray(member_cams, dtype=np.float64)
-    if cams.ndim != 4:
-        raise ValueError(f"member_cams must be [M, N, h, w], got shape {cams.shape}")
-    per = np.stack([off_lung_attention(c, boxes, image_sizes) for c in cams]) if len(cams) else np.full((0, cams.shape[1]), np.nan)
-    with np.errstate(invalid="ignore"):
-        measured = np.isfinite(per)
-        count = measured.sum(axis=0)
-        combined = np.where(count > 0, np.where(measured, per, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
+def off_lung_members(member_cams, boxes: np.ndarray, image_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-member off-lung scores [M, N] and the combined score [N].
+
+    member_cams: M arrays [N, h_m, w_m] (members may have different CAM grids), or one [M, N, h, w].
+    Combined = mean over the members that could be measured (NaN when none could).
+    """
+    per = np.stack([off_lung_attention(c, boxes, image_sizes) for c in member_cams])
+    if per.ndim != 2:
+        raise ValueError("member_cams must hold at least one member")
+    measured = np.isfinite(per)
+    count = measured.sum(axis=0)
+    combined = np.where(count > 0, np.where(measured, per, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
     return per, combined
 
 
@@ -297,3 +311,29 @@ def combine_scores(components: Mapping[str, np.ndarray], weights: Mapping[str, f
         if w:
             out += w * rank_normalise(components[name])
     return out / total
+
+
+# --- all components for a pool -----------------------------------------------------------------
+
+COMPONENTS = ("det_confidence", "det_ambiguity", "det_instability", "uncertainty",
+              "cls_entropy", "cls_disagreement", "classifier", "off_lung")
+ALIASES = {"detector": "uncertainty", "offlung": "off_lung", "off-lung": "off_lung"}
+
+
+def score_components(*, top_scores: np.ndarray, class_scores: np.ndarray, boxes: np.ndarray, flip_boxes: np.ndarray,
+                     widths: np.ndarray, probs: np.ndarray, member_probs: np.ndarray, off_lung: np.ndarray) -> dict[str, np.ndarray]:
+    """Every component [N] by name (see COMPONENTS), from a pool's stored model outputs.
+
+    top_scores[N], class_scores[N, 2], boxes[N, 4], flip_boxes[N, 4] (mirror's pixels), widths[N]:
+    the detector; probs[N, 2], member_probs[M, N, 2]: the ensemble; off_lung[N]: combined
+    off-lung attention. `uncertainty` = mean of the three detector parts, `classifier` = mean
+    of entropy and member disagreement.
+    """
+    conf = top_box_uncertainty(top_scores)
+    amb = margin_uncertainty(class_scores)
+    inst = localization_instability(boxes, flip_boxes, widths)
+    ent = entropy_uncertainty(probs)
+    dis = mutual_information(member_probs)
+    return {"det_confidence": conf, "det_ambiguity": amb, "det_instability": inst,
+            "uncertainty": detector_uncertainty(conf, amb, inst), "cls_entropy": ent, "cls_disagreement": dis,
+            "classifier": (ent + dis) / 2, "off_lung": np.asarray(off_lung, dtype=np.float64)}

@@ -160,3 +160,26 @@ def test_combine_scores_weights_ranks_not_raw_values():
         A.combine_scores(comps, {"det": 0.0})
     with pytest.raises(ValueError):
         A.combine_scores(comps, {"det": -1.0})
+
+
+def test_cam_outside_share_reports_raw_share_and_area():
+    cam = np.array([[[1.0, 3.0], [1.0, 3.0]]])
+    share, area = A.cam_outside_share(cam, np.array([[0, 0, 75, 100]]), np.array([[100, 100]]))
+    assert share[0] == pytest.approx(0.375) and area[0] == pytest.approx(0.25)
+    share, area = A.cam_outside_share(np.ones((1, 2, 2)), np.array([[NAN] * 4]), np.array([[100, 100]]))
+    assert np.isnan(share[0]) and np.isnan(area[0])
+
+
+def test_score_components_for_a_pool_with_one_image_without_chest():
+    comps = A.score_components(
+        top_scores=np.array([0.8, NAN]), class_scores=np.array([[0.8, 0.2], [NAN, NAN]]),
+        boxes=np.array([[0, 0, 50, 50], [NAN] * 4]), flip_boxes=np.array([[50, 0, 100, 50], [NAN] * 4]),
+        widths=np.array([100, 100]), probs=np.array([[0.5, 0.5], [1.0, 0.0]]),
+        member_probs=np.array([[[0.5, 0.5], [1.0, 0.0]], [[0.5, 0.5], [1.0, 0.0]]]), off_lung=np.array([0.3, NAN]))
+    assert set(comps) == set(A.COMPONENTS)
+    np.testing.assert_allclose(comps["det_confidence"], [0.2, 1.0])
+    np.testing.assert_allclose(comps["det_ambiguity"], [0.4, 1.0])
+    np.testing.assert_allclose(comps["det_instability"], [0.0, 1.0])
+    np.testing.assert_allclose(comps["uncertainty"], [0.2, 1.0])
+    np.testing.assert_allclose(comps["classifier"], [0.5, 0.0], atol=1e-12)
+    assert np.isnan(comps["off_lung"][1])

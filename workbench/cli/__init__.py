@@ -73,6 +73,7 @@ def _register() -> None:
     from workbench.cli import dataset  # noqa: F401
     from workbench.cli import boxfiles, ls  # noqa: F401
     from workbench.cli import analysis  # noqa: F401
+    from workbench.cli import suggest  # noqa: F401
 
 
 _register()

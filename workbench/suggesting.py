@@ -1,0 +1,490 @@
+"""Use case `suggest`: rank the unlabelled pool by detector uncertainty, classifier uncertainty and
+Grad-CAM attention outside the chest, pick a diverse batch, store it, optionally push it.
+
+A suggest run is a `Run` (kind "suggest") whose `Prediction` rows hold each scored image's model
+outputs (the detector's top box, its mirror's box, class scores, ensemble and member
+probabilities, off-lung attention) as they are computed, batch by batch: an interrupted run
+resumes where it stopped when the same command is given again. Embeddings for the diversity
+stage go to `<run folder>/embeddings-*.npz`. The ranking itself is computed from the stored
+rows (pipelines.active), the batch by pipelines.selection, and written as `Suggestion` rows.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sqlalchemy import delete, select
+from tqdm import tqdm
+
+from db.models import Annotation, AnnotationBatch, AnnotationBatchItem, Image, Prediction, Run, SplitMember, Suggestion
+from db.models.labels import LsTask
+from pipelines import active, engine
+from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool, detect_with_flip
+from pipelines.selection import SelectionRules, select_batch
+from workbench.errors import ConflictError, InputError, NotFoundError
+from workbench.evaluation import load_trained
+from workbench.splitting import resolve_split
+from workbench.training import get_run, latest_boxes
+from workbench.workspace import Workspace
+
+DEFAULT_WEIGHTS = (("uncertainty", 1.0), ("classifier", 1.0), ("off_lung", 1.0))
+PARTS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SuggestConfig:
+    """What to rank and how to pick. Stored as the suggest run's config JSON."""
+
+    detector_run: int
+    classifier_run: int
+    k: int = 20  # batch size
+    split: str | None = None  # None = the newest split
+    parts: tuple[str, ...] = ("train",)  # split parts the candidates come from
+    weights: tuple[tuple[str, float], ...] = DEFAULT_WEIGHTS  # component -> weight on its normalised rank
+    per_patient: int = 1  # at most this many images of one patient (0 = no cap)
+    phash_distance: int = 4  # near-duplicate threshold in bits (-1 = off)
+    balance: bool = False  # at most ceil(k / 2) per label, then fill by rank
+    diversity: bool = False  # k-center greedy over the classifier's embeddings within the top 3k
+    seed: int = 0
+    include_annotated: bool = False  # also rank annotated, batched and pushed images (an audit of the parts)
+    limit: int | None = None  # score at most this many candidates (drawn with `seed`)
+    batch_size: int = 8
+    device: str = "auto"
+    checkpoint: str = "best"  # best | last
+
+
+@dataclass
+class SuggestResult:
+    run_id: int
+    candidates: int
+    scored: int
+    resumed: int  # images whose scores an earlier, interrupted run had stored
+    seconds: float
+    rows: list[dict] = field(default_factory=list)  # rank order: image, image_id, rank, score, components, reason
+    pushed: dict | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def parse_weights(text: str | None) -> tuple[tuple[str, float], ...]:
+    """'uncertainty=1,off_lung=2' -> (("uncertainty", 1.0), ("off_lung", 2.0)); names checked."""
+    if not text:
+        return DEFAULT_WEIGHTS
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = active.ALIASES.get(name.strip(), name.strip())
+        try:
+            weight = float(value) if sep else float("nan")
+        except ValueError:
+            weight = float("nan")
+        if not np.isfinite(weight) or weight < 0:
+            raise InputError(f"Bad weight {part!r}", "give name=number pairs, e.g. --weights uncertainty=1,off_lung=1")
+        if name not in active.COMPONENTS:
+            raise InputError(f"Unknown score component {name!r}", f"choose from {', '.join(active.COMPONENTS)}")
+        out[name] = weight
+    if sum(out.values()) <= 0:
+        raise InputError("At least one weight must be positive", "e.g. --weights off_lung=1")
+    return tuple(out.items())
+
+
+def _validate(config: SuggestConfig) -> None:
+    if config.k < 1:
+        raise InputError("-k must be at least 1")
+    bad = [p for p in config.parts if p not in PARTS]
+    if bad or not config.parts:
+        raise InputError(f"Unknown split part {bad[0] if bad else '(none)'!r}", "choose from train, val, test")
+    if config.per_patient < 0:
+        raise InputError("--per-patient must be >= 0 (0 = no cap)")
+    if config.batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    if config.limit is not None and config.limit < 1:
+        raise InputError("--limit must be at least 1")
+    if config.checkpoint not in ("best", "last"):
+        raise InputError(f"Unknown checkpoint {config.checkpoint!r}", "best or last")
+    parse_weights(",".join(f"{k}={v}" for k, v in config.weights))
+
+
+# --- candidates -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Candidate:
+    image_id: int
+    rel_path: str
+    abs_path: str
+    label: str
+    patient_key: str
+    sha256: str
+    phash: str | None
+    width: int
+    height: int
+    box: tuple[float, float, float, float] | None  # a valid annotated chest box, if one exists
+
+
+def list_candidates(session, config: SuggestConfig) -> tuple[int, list[Candidate]]:
+    """(split id, readable first-copy images of the parts that are not annotated, batched or pushed)."""
+    split = resolve_split(session, config.split)
+    images = list(session.scalars(
+        select(Image).join(SplitMember, SplitMember.image_id == Image.id)
+        .where(SplitMember.split_id == split.id, SplitMember.part.in_(config.parts), Image.status == "ok",
+               Image.duplicate_of_id.is_(None), Image.width.is_not(None))
+        .order_by(Image.id)))
+    boxes = latest_boxes(session, [im.id for im in images])
+    if not config.include_annotated:
+        # Any valid annotation counts (even one whose box is degenerate): a person has seen the image.
+        annotated = set(session.scalars(select(Annotation.image_id).where(Annotation.status == "valid")))
+        pushed = set(session.scalars(select(LsTask.image_id)))
+        batched = set(session.scalars(select(AnnotationBatchItem.image_id)))
+        images = [im for im in images if im.id not in annotated | pushed | batched]
+    out = [Candidate(im.id, im.rel_path, im.abs_path, im.label, im.patient_key, im.sha256, im.phash, im.width,
+                     im.height, boxes.get(im.id)) for im in images]
+    if config.limit is not None and len(out) > config.limit:
+        picked = sorted(np.random.default_rng(config.seed).choice(len(out), config.limit, replace=False))
+        out = [out[i] for i in picked]
+    return split.id, out
+
+
+# --- scoring ----------------------------------------------------------------------------------
+
+def _run_for(ws: Workspace, config: SuggestConfig, split_id: int) -> tuple[int, Path, bool]:
+    """(run id, folder, resumed): an unfinished suggest run with this exact config, else a new one."""
+    wanted = _config_json(config)
+    with ws.db.session() as s:
+        for run in s.scalars(select(Run).where(Run.kind == "suggest", Run.status.in_(("running", "interrupted", "failed")))
+                             .order_by(Run.id.desc())):
+            if run.config == wanted:
+                run.status, run.error = "running", None
+                return run.id, Path(run.artifact_dir), True
+        run = Run(kind="suggest", status="running", config=wanted, split_id=split_id, parent_run_id=config.detector_run)
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    folder = ws.folder("runs", str(run_id))
+    with ws.db.session() as s:
+        s.get(Run, run_id).artifact_dir = str(folder)
+    return run_id, folder, False
+
+
+def _config_json(config: SuggestConfig) -> dict:
+    data = dataclasses.asdict(config)
+    data["parts"] = list(config.parts)
+    data["weights"] = {k: v for k, v in config.weights}
+    return data
+
+
+def _load_models(ws: Workspace, config: SuggestConfig, device: torch.device):
+    with ws.db.session() as s:
+        det_run = get_run(s, config.detector_run, ("detector",))
+        cls_run = get_run(s, config.classifier_run, ("classifier",))
+        detector, det_cfg = load_trained(det_run, config.checkpoint)
+        classifier, cls_cfg = load_trained(cls_run, config.checkpoint)
+    return detector.to(device), det_cfg, classifier.to(device), cls_cfg
+
+
+def _label_name(label: float | int) -> str | None:
+    return {1: "NORMAL", 2: "PNEUMONIA"}.get(int(label)) if np.isfinite(label) else None
+
+
+def _nan_to_none(values) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def score_pool(ws: Workspace, run_id: int, folder: Path, config: SuggestConfig, candidates: list[Candidate], *,
+               progress: bool = True) -> int:
+    """Score the candidates that run `run_id` has not stored yet; returns how many were already stored."""
+    _reuse_scores(ws, run_id, config, candidates)
+    with ws.db.session() as s:
+        done = set(s.scalars(select(Prediction.image_id).where(Prediction.run_id == run_id)))
+    todo = [c for c in candidates if c.image_id not in done]
+    if not todo:
+        return len(done)
+    try:
+        device = engine.pick_device(config.device)
+    except ValueError as exc:
+        raise InputError(str(exc), "use --device auto or cpu") from None
+    detector, det_cfg, classifier, cls_cfg = _load_models(ws, config, device)
+    members = list(classifier.cam_layers())
+    loader = torch.utils.data.DataLoader(PoolDataset([c.abs_path for c in todo], det_cfg.image_size, cls_cfg.image_size),
+                                         batch_size=config.batch_size, shuffle=False, collate_fn=collate_pool)
+    bar = tqdm(total=len(todo), desc="score", unit="img", disable=not progress, leave=False)
+    try:
+        for idx, det_images, cls_images, sizes in loader:
+            batch = [todo[i] for i in idx]
+            det = detect_with_flip(detector, det_images, sizes, device)
+            cls = classify_with_cams(classifier, cls_images, device)
+            # The chest box for off-lung attention: the annotated one where it exists, else the detector's.
+            boxes = np.array([c.box if c.box is not None else det.top_box[j] for j, c in enumerate(batch)], dtype=np.float64)
+            per_member, combined = active.off_lung_members(cls.cams, boxes, sizes)
+            shares = np.stack([active.cam_outside_share(c, boxes, sizes)[0] for c in cls.cams])
+            top_class = np.argmax(np.nan_to_num(det.class_scores, nan=-1.0), axis=1) + 1  # the top box's class
+            rows = []
+            for j, c in enumerate(batch):
+                has_box = np.isfinite(det.top_box[j]).all()
+                top_label = _label_name(top_class[j]) if has_box else None
+                rows.append(Prediction(
+                    run_id=run_id, image_id=c.image_id, label=top_label,
+                    score=None if not np.isfinite(det.top_score[j]) else float(det.top_score[j]),
+                    prob_pneumonia=float(cls.probs[j, 1]),
+                    x_min=float(det.top_box[j][0]) if has_box else None, y_min=float(det.top_box[j][1]) if has_box else None,
+                    x_max=float(det.top_box[j][2]) if has_box else None, y_max=float(det.top_box[j][3]) if has_box else None,
+                    extra={"class_scores": _nan_to_none(det.class_scores[j]), "flip_box": _nan_to_none(det.flip_box[j]),
+                           "probs": _nan_to_none(cls.probs[j]), "member_probs": [_nan_to_none(m[j]) for m in cls.member_probs],
+                           "members": members, "off_lung_members": _nan_to_none(per_member[:, j]),
+                           "off_lung": _nan_to_none([combined[j]])[0], "cam_outside": _nan_to_none(shares[:, j]),
+                           "annotated_box": list(c.box) if c.box is not None else None}))
+            np.savez(folder / f"embeddings-{batch[0].image_id}.npz", image_ids=np.array([c.image_id for c in batch]),
+                     embeddings=cls.embeddings.astype(np.float32))
+            with ws.db.session() as s:  # one commit per batch: an interruption loses at most one batch
+                s.add_all(rows)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return len(done)
+
+
+def _reuse_scores(ws: Workspace, run_id: int, config: SuggestConfig, candidates: list[Candidate]) -> None:
+    """Copy stored scores of earlier suggest runs with the same models and checkpoint into this run.
+
+    Changing k, weights or selection rules then re-ranks without running a model. A score is
+    reused only when the chest box it measured CAM attention against is still the one to use.
+    """
+    key = (config.detector_run, config.classifier_run, config.checkpoint)
+    want = {c.image_id: (list(c.box) if c.box is not None else None) for c in candidates}
+    with ws.db.session() as s:
+        have = set(s.scalars(select(Prediction.image_id).where(Prediction.run_id == run_id)))
+        runs = [r for r in s.scalars(select(Run).where(Run.kind == "suggest", Run.id != run_id).order_by(Run.id.desc()))
+                if (r.config.get("detector_run"), r.config.get("classifier_run"), r.config.get("checkpoint")) == key]
+        for run in runs:
+            copied = []
+            for p in s.scalars(select(Prediction).where(Prediction.run_id == run.id)):
+                if p.image_id in want and p.image_id not in have and p.extra.get("annotated_box") == want[p.image_id]:
+                    copied.append(Prediction(run_id=run_id, image_id=p.image_id, label=p.label, score=p.score,
+                                             prob_pneumonia=p.prob_pneumonia, x_min=p.x_min, y_min=p.y_min,
+                                             x_max=p.x_max, y_max=p.y_max, extra=dict(p.extra)))
+                    have.add(p.image_id)
+            s.add_all(copied)
+            src = Path(run.artifact_dir or "")
+            dst = Path(ws.folder("runs", str(run_id)))
+            for f in src.glob("embeddings-*.npz") if copied and src.is_dir() else []:
+                if not (dst / f.name).exists():
+                    (dst / f.name).write_bytes(f.read_bytes())
+
+
+def _load_embeddings(folder: Path, image_ids: list[int]) -> np.ndarray | None:
+    found: dict[int, np.ndarray] = {}
+    for f in sorted(folder.glob("embeddings-*.npz")):
+        with np.load(f) as data:
+            found.update(zip(data["image_ids"].tolist(), data["embeddings"], strict=True))
+    if any(i not in found for i in image_ids):
+        return None
+    return np.stack([found[i] for i in image_ids]) if image_ids else np.zeros((0, 1))
+
+
+# --- ranking ----------------------------------------------------------------------------------
+
+def pool_arrays(preds: list[Prediction], widths: list[int]) -> dict[str, np.ndarray]:
+    """The arrays `active.score_components` takes, from stored Prediction rows (one per image)."""
+    def arr(values, shape):
+        return np.array([[np.nan if v is None else v for v in row] for row in values], dtype=np.float64).reshape(shape)
+
+    n = len(preds)
+    m = len(preds[0].extra["member_probs"]) if n else 1
+    return {
+        "top_scores": np.array([np.nan if p.score is None else p.score for p in preds], dtype=np.float64),
+        "class_scores": arr([p.extra["class_scores"] for p in preds], (n, 2)),
+        "boxes": arr([[p.x_min, p.y_min, p.x_max, p.y_max] for p in preds], (n, 4)),
+        "flip_boxes": arr([p.extra["flip_box"] for p in preds], (n, 4)),
+        "widths": np.asarray(widths, dtype=np.float64),
+        "probs": arr([p.extra["probs"] for p in preds], (n, 2)),
+        "member_probs": arr([r for p in preds for r in p.extra["member_probs"]], (n, m, 2)).transpose(1, 0, 2),
+        "off_lung": np.array([np.nan if p.extra.get("off_lung") is None else p.extra["off_lung"] for p in preds]),
+    }
+
+
+def reason_for(components: dict[str, float], pred: Prediction, weights: dict[str, float]) -> str:
+    """A short phrase naming what drove the rank, e.g. 'CAM 71% outside chest'."""
+    if pred.x_min is None:
+        return "no chest found"
+    parts = []
+    shares = [s for s in pred.extra.get("cam_outside", []) if s is not None]
+    if weights.get("off_lung") and components.get("off_lung") is not None and components["off_lung"] >= 0.2 and shares:
+        parts.append(f"CAM {np.mean(shares):.0%} outside chest")
+    if any(weights.get(k) for k in ("uncertainty", "det_confidence", "det_ambiguity", "det_instability")):
+        if components["det_instability"] >= 0.3:
+            parts.append(f"box moves on flip (IoU {1 - components['det_instability']:.2f})")
+        if components["det_confidence"] >= 0.5:
+            parts.append(f"weak chest box ({pred.score:.2f})")
+        if components["det_ambiguity"] >= 0.6:
+            parts.append("detector unsure normal/pneumonia")
+    if any(weights.get(k) for k in ("classifier", "cls_entropy", "cls_disagreement")):
+        if components["cls_disagreement"] >= 0.1:
+            parts.append("members disagree")
+        elif components["cls_entropy"] >= 0.8:
+            parts.append(f"classifier unsure (P(pneumonia) {pred.prob_pneumonia:.2f})")
+    return "; ".join(parts[:2]) or "ranked by combined score"
+
+
+def rank_pool(preds: list[Prediction], candidates: list[Candidate], config: SuggestConfig, folder: Path) -> list[dict]:
+    """The batch (rank order) as dicts: image, image_id, rank, score, components, reason."""
+    by_id = {c.image_id: c for c in candidates}
+    preds = [p for p in preds if p.image_id in by_id]
+    cands = [by_id[p.image_id] for p in preds]
+    comps = active.score_components(**pool_arrays(preds, [c.width for c in cands]))
+    weights = dict(config.weights)
+    try:
+        combined = active.combine_scores(comps, weights)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    embeddings = _load_embeddings(folder, [p.image_id for p in preds]) if config.diversity else None
+    if config.diversity and embeddings is None:
+        raise ConflictError("Embeddings for the diversity stage are missing from the run folder", "run without --diversity")
+    rules = SelectionRules(k=config.k, per_patient=config.per_patient, phash_distance=config.phash_distance,
+                           balance=config.balance, diversity=config.diversity, seed=config.seed)
+    chosen = select_batch(combined, rules, patient_keys=[c.patient_key for c in cands], sha256s=[c.sha256 for c in cands],
+                          phashes=[c.phash for c in cands], labels=[c.label for c in cands], embeddings=embeddings).order
+    rows = []
+    for rank, i in enumerate(chosen, start=1):
+        values = {name: (None if not np.isfinite(v[i]) else round(float(v[i]), 6)) for name, v in comps.items()}
+        values["off_lung_members"] = dict(zip(preds[i].extra.get("members", []), preds[i].extra.get("off_lung_members", []), strict=False))
+        rows.append({"image": cands[i].rel_path, "image_id": cands[i].image_id, "rank": rank,
+                     "score": round(float(combined[i]), 6), "components": values,
+                     "reason": reason_for(values, preds[i], weights), "label": cands[i].label})
+    return rows
+
+
+def suggest(ws: Workspace, config: SuggestConfig, *, push: bool = False, progress: bool = True) -> SuggestResult:
+    """Score the candidate pool (resuming an interrupted run of the same config), store and return the batch."""
+    _validate(config)
+    t0 = time.perf_counter()
+    with ws.db.session() as s:
+        get_run(s, config.detector_run, ("detector",))
+        get_run(s, config.classifier_run, ("classifier",))
+        split_id, candidates = list_candidates(s, config)
+    if not candidates:
+        raise InputError("No candidates: every image of the chosen parts is annotated, batched or already pushed",
+                         "name other parts with --parts, or pass --include-annotated to rank them anyway")
+    run_id, folder, _ = _run_for(ws, config, split_id)
+    try:
+        resumed = score_pool(ws, run_id, folder, config, candidates, progress=progress)
+    except KeyboardInterrupt:
+        _set_status(ws, run_id, "interrupted")
+        raise
+    except Exception as exc:
+        _set_status(ws, run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    with ws.db.session() as s:
+        preds = list(s.scalars(select(Prediction).where(Prediction.run_id == run_id).order_by(Prediction.image_id)))
+    rows = rank_pool(preds, candidates, config, folder)
+    seconds = round(time.perf_counter() - t0, 2)
+    with ws.db.session() as s:
+        s.execute(delete(Suggestion).where(Suggestion.run_id == run_id))
+        s.add_all(Suggestion(run_id=run_id, image_id=r["image_id"], rank=r["rank"], score=r["score"],
+                             components=r["components"], reason=r["reason"]) for r in rows)
+        run = s.get(Run, run_id)
+        run.status = "done"
+        run.metrics = {"candidates": len(candidates), "selected": len(rows), "resumed": resumed, "seconds": seconds}
+    result = SuggestResult(run_id=run_id, candidates=len(candidates), scored=len(preds), resumed=resumed,
+                           seconds=seconds, rows=rows)
+    if push:
+        result.pushed = push_suggestions(ws, run_id)
+    return result
+
+
+def _set_status(ws: Workspace, run_id: int, status: str, error: str | None = None) -> None:
+    with ws.db.session() as s:
+        run = s.get(Run, run_id)
+        run.status, run.error = status, error
+
+
+# --- push and show ----------------------------------------------------------------------------
+
+def push_suggestions(ws: Workspace, run_id: int) -> dict:
+    """Send a suggest run's batch to Label Studio in rank order, the detector's boxes as pre-annotations."""
+    from workbench import labelling  # Label Studio only when asked for
+
+    name = f"suggest/{run_id}"
+    with ws.db.session() as s:
+        run = s.get(Run, run_id)
+        if run is None or run.kind != "suggest":
+            raise NotFoundError(f"No suggest run with id {run_id}", "see `wb status` for runs")
+        rows = list(s.scalars(select(Suggestion).where(Suggestion.run_id == run_id).order_by(Suggestion.rank)))
+        if not rows:
+            raise InputError(f"Suggest run {run_id} selected no images")
+        if s.scalars(select(AnnotationBatch).where(AnnotationBatch.name == name)).first() is None:
+            batch = AnnotationBatch(name=name, split_id=run.split_id, kind="suggestion", params={"run_id": run_id})
+            s.add(batch)
+            s.flush()
+            s.add_all(AnnotationBatchItem(batch_id=batch.id, image_id=r.image_id, rank=r.rank) for r in rows)
+    out = labelling.push(ws, batch=name, predictions_run=run_id)
+    with ws.db.session() as s:
+        for r in s.scalars(select(Suggestion).where(Suggestion.run_id == run_id)):
+            r.pushed = True
+    return out
+
+
+def resolve_image(session, ref: str) -> Image:
+    """An image by id, relative path or absolute path."""
+    if ref.isdigit():
+        image = session.get(Image, int(ref))
+    else:
+        image = session.scalars(select(Image).where(Image.rel_path == Path(ref).as_posix())).first()
+        if image is None:
+            absolute = Path(ref).expanduser().resolve()
+            image = next((im for im in session.scalars(select(Image).where(Image.rel_path.endswith(absolute.name)))
+                          if Path(im.abs_path).resolve() == absolute), None)
+    if image is None:
+        raise NotFoundError(f"No image {ref!r} in the workspace", "give an image id or its path as `wb suggest --json` prints it")
+    return image
+
+
+def show_suggestion(ws: Workspace, run_id: int, image_ref: str, *, out: Path | None = None) -> dict:
+    """A PNG of the image with the chest box and each member's Grad-CAM, titled with the scores."""
+    from pipelines.cam import overlay
+    from pipelines.data import load_grey_rgb
+    from pipelines.report import plot_image_grid
+
+    with ws.db.session() as s:
+        run = s.get(Run, run_id)
+        if run is None or run.kind != "suggest":
+            raise NotFoundError(f"No suggest run with id {run_id}", "see `wb status` for runs")
+        image = resolve_image(s, image_ref)
+        pred = s.scalars(select(Prediction).where(Prediction.run_id == run_id, Prediction.image_id == image.id)).first()
+        if pred is None:
+            raise NotFoundError(f"Run {run_id} did not score {image.rel_path}", "pick an image from its `wb suggest --json`")
+        sug = s.scalars(select(Suggestion).where(Suggestion.run_id == run_id, Suggestion.image_id == image.id)).first()
+        config = SuggestConfig(**{**run.config, "parts": tuple(run.config["parts"]),
+                                  "weights": tuple(run.config["weights"].items())})
+        box = latest_boxes(s, [image.id]).get(image.id)
+        path, folder, (w, h) = image.abs_path, Path(run.artifact_dir), (image.width, image.height)
+        rel, label = image.rel_path, image.label
+    device = torch.device("cpu")
+    detector, det_cfg, classifier, cls_cfg = _load_models(ws, config, device)
+    dataset = PoolDataset([path], det_cfg.image_size, cls_cfg.image_size)
+    _, _, cls_image, size = collate_pool([dataset[0]])
+    cls = classify_with_cams(classifier, cls_image, device)
+    picture, _ = load_grey_rgb(path)
+    import cv2
+
+    maps = [cv2.resize(c[0].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) for c in cls.cams]
+    maps = [m / m.max() if m.max() > 0 else m for m in maps]
+    marks = []
+    if pred.x_min is not None:
+        marks.append(((pred.x_min, pred.y_min, pred.x_max, pred.y_max), "red", f"detector {pred.score:.2f}"))
+    if box is not None:
+        marks.append((box, "lime", "annotated"))
+    head = f"#{sug.rank} score {sug.score:.2f}\n{sug.reason}" if sug else "scored, not in the batch"
+    shares = pred.extra.get("cam_outside", [])
+    titles = [f"{Path(rel).name} ({label}), P(pn) {pred.prob_pneumonia:.2f}\n{head}"]
+    for name, ol, share in zip(pred.extra.get("members", []), pred.extra.get("off_lung_members", []), shares, strict=False):
+        titles.append(f"Grad-CAM {name}\noff-lung {'n/a' if ol is None else f'{ol:.2f}'}, "
+                      f"{'n/a' if share is None else f'{share:.0%}'} outside box")
+    target = Path(out) if out else folder / "show" / f"{Path(rel).stem}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    plot_image_grid([picture] + [overlay(picture, m) for m in maps], titles[: 1 + len(maps)], target,
+                    boxes=[marks] * (1 + len(maps)), cols=1 + len(maps))
+    return {"run_id": run_id, "image": rel, "file": str(target)}
