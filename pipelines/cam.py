@@ -1,0 +1,59 @@
+"""Class-activation maps with pytorch-grad-cam.
+
+- Ensemble: Grad-CAM per member (Selvaraju et al. 2017): the gradient of the ensemble's logit
+  for the chosen class with respect to that member's last convolutional block (the study's fig. 11).
+- Detector: EigenCAM (Muhammad & Yeasin 2020): the first principal component of the backbone's
+  feature map; gradient-free, so it suits detectors whose outputs are boxes, not one logit.
+Maps come back at the image file's size, float32 in [0, 1].
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from pytorch_grad_cam import EigenCAM, GradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.reshape_transforms import fasterrcnn_reshape_transform
+from torch import nn
+
+
+def _to_size(cam: np.ndarray, width: int, height: int) -> np.ndarray:
+    cam = cv2.resize(cam.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(cam, 0.0, 1.0)
+
+
+def overlay(image_rgb: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] picture of `cam` [H, W] over `image_rgb` uint8 [H, W, 3]."""
+    return show_cam_on_image(image_rgb.astype(np.float32) / 255.0, cam, use_rgb=True, image_weight=0.6)
+
+
+def ensemble_cams(model: nn.Module, input_tensor: torch.Tensor, image_size: tuple[int, int],
+                  target_class: int | None = None) -> dict[str, np.ndarray]:
+    """Member -> Grad-CAM map [H, W] for one image.
+
+    input_tensor: [1, 3, S, S] as fed to the model; image_size: the file's (width, height);
+    target_class: 0 NORMAL / 1 PNEUMONIA, default the predicted class.
+    """
+    model.eval()
+    with torch.no_grad():
+        predicted = int(model(input_tensor).argmax(dim=1)[0])
+    targets = [ClassifierOutputTarget(predicted if target_class is None else target_class)]
+    maps = {}
+    for name, layer in model.cam_layers().items():
+        # Frozen layers still need gradients flowing through them for Grad-CAM.
+        with GradCAM(model=model, target_layers=[layer]) as cam, torch.enable_grad():
+            grey = cam(input_tensor=input_tensor.clone().requires_grad_(True), targets=targets)[0]
+        maps[name] = _to_size(grey, *image_size)
+    return maps
+
+
+def detector_cam(model: nn.Module, layer: nn.Module, input_tensor: torch.Tensor, image_size: tuple[int, int],
+                 *, fpn: bool) -> np.ndarray:
+    """EigenCAM map [H, W] of the detector's backbone for one image [1, 3, S, S] in [0, 1]."""
+    model.eval()
+    reshape = fasterrcnn_reshape_transform if fpn else None
+    with EigenCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
+        # Any targets list stops the library from treating the box dicts as class logits.
+        grey = cam(input_tensor=input_tensor, targets=[lambda output: 0])[0]
+    return _to_size(grey, *image_size)

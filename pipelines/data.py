@@ -1,0 +1,136 @@
+"""Datasets and albumentations transforms for the classifier and the detector.
+
+Images are read as greyscale and fed as 3 identical channels (the Kermany set mixes L and RGB
+files; the colour carries no information). Every image is resized (squashed) to a square
+`image_size`, as the study did (299x299); boxes follow the same scaling.
+Boxes are pixels of the imported file: (x_min, y_min, x_max, y_max), x_max/y_max exclusive.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import albumentations as A
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from PIL import Image as PILImage
+
+from db.models.labels import DETECTOR_CLASSES  # ("background", "normal chest", "pneumonia chest")
+
+LABELS = ("NORMAL", "PNEUMONIA")  # class index 0, 1 for the classifier (pneumonia positive)
+AUGMENTATIONS = ("none", "affine", "rotate")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image to train on or predict: where it is, its label index and, optionally, its box."""
+
+    image_id: int | None
+    path: str
+    label: int  # 0 NORMAL, 1 PNEUMONIA
+    box: tuple[float, float, float, float] | None = None  # pixels of the file, exclusive max
+
+
+def load_grey_rgb(path: str, target: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image as uint8 [H, W, 3] (grey replicated) and the file's (width, height).
+
+    With `target`, JPEG decoding may shrink by a power of two while keeping both sides >= target
+    (a large speed-up for 1,000+ px X-rays resized to a few hundred pixels).
+    """
+    with PILImage.open(path) as im:
+        size = im.size
+        if target:
+            im.draft("L", (target, target))
+        grey = np.asarray(im.convert("L"))
+    return np.repeat(grey[:, :, None], 3, axis=2), size
+
+
+def augmentation(name: str) -> list:
+    """The study's augmentations: Affine(rotate 20 deg, translate 15%/20%) or Rotate(30 deg)."""
+    if name == "none":
+        return []
+    if name == "affine":
+        return [A.Affine(rotate=(-20, 20), translate_percent={"x": (-0.15, 0.15), "y": (-0.2, 0.2)}, p=1.0)]
+    if name == "rotate":
+        return [A.Rotate(limit=30, p=1.0)]
+    raise ValueError(f"Unknown augmentation {name!r}; choose one of {', '.join(AUGMENTATIONS)}")
+
+
+def classifier_transform(image_size: int, augment: str = "none") -> A.Compose:
+    """Resize, augment, ImageNet-normalise, to tensor [3, S, S] float."""
+    return A.Compose(
+        [A.Resize(image_size, image_size), *augmentation(augment), A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()]
+    )
+
+
+def detector_transform(image_size: int, augment: str = "none") -> A.Compose:
+    """Resize and augment with the box; values in [0, 1] (Faster R-CNN normalises internally)."""
+    return A.Compose(
+        [A.Resize(image_size, image_size), *augmentation(augment), A.ToFloat(max_value=255.0), ToTensorV2()],
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], clip=True, min_visibility=0.3),
+    )
+
+
+class ClassificationDataset(torch.utils.data.Dataset):
+    """Items: (image [3, S, S] float, label int)."""
+
+    def __init__(self, records: Sequence[ImageRecord], image_size: int, augment: str = "none"):
+        self.records = list(records)
+        self.image_size = image_size
+        self.transform = classifier_transform(image_size, augment)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        rec = self.records[i]
+        image, _ = load_grey_rgb(rec.path, self.image_size)
+        return self.transform(image=image)["image"], rec.label
+
+
+def _scaled_box(box, file_size, loaded_shape) -> list[float]:
+    sx = loaded_shape[1] / file_size[0]
+    sy = loaded_shape[0] / file_size[1]
+    x0, y0, x1, y1 = box
+    h, w = loaded_shape[:2]
+    return [max(0.0, x0 * sx), max(0.0, y0 * sy), min(float(w), x1 * sx), min(float(h), y1 * sy)]
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Items: (image [3, S, S] in [0, 1], target {boxes [1, 4] in S-pixels, labels [1]}).
+
+    Detector label = 1 + classifier label (1 normal chest, 2 pneumonia chest). Records without a
+    box give an empty target (used for prediction only).
+    """
+
+    def __init__(self, records: Sequence[ImageRecord], image_size: int, augment: str = "none"):
+        self.records = list(records)
+        self.image_size = image_size
+        self.transform = detector_transform(image_size, augment)
+        self.plain = detector_transform(image_size, "none")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        rec = self.records[i]
+        image, file_size = load_grey_rgb(rec.path, self.image_size)
+        boxes = [_scaled_box(rec.box, file_size, image.shape)] if rec.box is not None else []
+        labels = [rec.label + 1] * len(boxes)
+        out = self.transform(image=image, bboxes=np.array(boxes, dtype=np.float32).reshape(-1, 4), labels=labels)
+        if len(out["bboxes"]) < len(boxes):
+            # The augmentation pushed the chest out of the frame: keep this sample un-augmented.
+            out = self.plain(image=image, bboxes=np.array(boxes, dtype=np.float32).reshape(-1, 4), labels=labels)
+        target = {
+            "boxes": torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)),
+            "labels": torch.as_tensor(list(out["labels"]), dtype=torch.int64),
+        }
+        return out["image"], target
+
+
+def collate_detection(batch):
+    """Detection batches stay lists (images may differ in content, targets in length)."""
+    return tuple(zip(*batch))

@@ -1,0 +1,208 @@
+"""Training and evaluation loops (after torchvision references/detection/engine.py).
+
+Knows nothing of the CLI or the DB: `train_one_epoch` and `evaluate` take a model, a loader, a
+device and a `Task` (how to get a loss and correct-count from one batch); checkpoints are one
+dict per epoch (model, optimizer, scheduler, scaler, epoch, config, history) so a run resumes.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Iterable
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged: the loss became NaN or infinite."""
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint file that cannot be read or lacks the expected entries."""
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; returns a generator for DataLoader shuffling."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU; an explicit device must exist."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    if name == "mps" and not has_mps:
+        raise ValueError("--device mps asked for, but torch sees no MPS device")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unknown device {name!r}; choose auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one batch means: `classifier` (images, labels) or `detector` (images, targets)."""
+
+    kind: str
+
+    def to_device(self, batch, device):
+        images, targets = batch
+        if self.kind == "classifier":
+            return images.to(device, non_blocking=True), torch.as_tensor(targets).to(device)
+        return [im.to(device) for im in images], [{k: v.to(device) for k, v in t.items()} for t in targets]
+
+    def loss(self, model: nn.Module, images, targets) -> tuple[torch.Tensor, int | None]:
+        """(mean loss, number of correct predictions or None when the model is not asked)."""
+        if self.kind == "classifier":
+            logits = model(images)
+            loss = nn.functional.cross_entropy(logits.float(), targets)
+            return loss, int((logits.argmax(dim=1) == targets).sum())
+        losses = model(images, targets)
+        return sum(losses.values()), None
+
+    def size(self, images) -> int:
+        return len(images)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
+
+
+def _check_finite(loss: torch.Tensor) -> float:
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"Loss is {value}; training stopped (lower --lr, or check the input)")
+    return value
+
+
+def train_one_epoch(model: nn.Module, optimizer, loader: Iterable, device: torch.device, task: Task, *,
+                    scaler: torch.amp.GradScaler | None = None, scheduler=None, desc: str = "train",
+                    progress: bool = True) -> dict:
+    """One pass over `loader`; returns {"loss": mean per image, "accuracy": or None}."""
+    model.train()
+    total, correct, n, n_scored = 0.0, 0, 0, 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
+    for batch in bar:
+        images, targets = task.to_device(batch, device)
+        with _autocast(device):
+            loss, ok = task.loss(model, images, targets)
+        value = _check_finite(loss)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        size = task.size(images)
+        total += value * size
+        n += size
+        if ok is not None:
+            correct += ok
+            n_scored += size
+        bar.set_postfix(loss=f"{total / n:.4f}")
+    if scheduler is not None:
+        scheduler.step()
+    return {"loss": total / max(n, 1), "accuracy": correct / n_scored if n_scored else None}
+
+
+@contextmanager
+def _loss_mode(model: nn.Module, task: Task):
+    """torchvision detectors return losses only in train mode; keep BatchNorm/Dropout frozen."""
+    was_training = model.training
+    if task.kind == "detector":
+        model.train()
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm | nn.Dropout):
+                m.eval()
+    else:
+        model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device, task: Task, *, progress: bool = False,
+             desc: str = "val") -> dict:
+    """Mean loss (and accuracy for classifiers) on `loader` without changing the model."""
+    total, correct, n, n_scored = 0.0, 0, 0, 0
+    with _loss_mode(model, task):
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+            images, targets = task.to_device(batch, device)
+            with _autocast(device):
+                loss, ok = task.loss(model, images, targets)
+            size = task.size(images)
+            total += float(loss) * size
+            n += size
+            if ok is not None:
+                correct += ok
+                n_scored += size
+    return {"loss": total / max(n, 1), "accuracy": correct / n_scored if n_scored else None}
+
+
+@torch.inference_mode()
+def predict_probs(model: nn.Module, loader: Iterable, device: torch.device, *, progress: bool = False) -> np.ndarray:
+    """Classifier softmax probabilities, probs[N, 2] (column 1 = PNEUMONIA)."""
+    model.eval()
+    out = []
+    for images, _ in tqdm(loader, desc="predict", leave=False, disable=not progress, unit="batch"):
+        with _autocast(device):
+            logits = model(images.to(device))
+        out.append(logits.float().softmax(dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.float32)
+
+
+@torch.inference_mode()
+def predict_detections(model: nn.Module, loader: Iterable, device: torch.device, *, progress: bool = False) -> list[dict]:
+    """Per image: {"boxes": [K, 4] input pixels, "scores": [K], "labels": [K]} as NumPy, best first."""
+    model.eval()
+    out = []
+    for images, _ in tqdm(loader, desc="predict", leave=False, disable=not progress, unit="batch"):
+        with _autocast(device):
+            preds = model([im.to(device) for im in images])
+        out.extend({k: v.float().cpu().numpy() if k != "labels" else v.cpu().numpy() for k, v in p.items()} for p in preds)
+    return out
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "config", "history")
+
+
+def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, epoch: int, config: dict, history: list,
+                    best_val_loss: float | None) -> None:
+    """Write the checkpoint dict atomically (a crash mid-write never leaves a half file)."""
+    state = {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": epoch, "config": config, "history": history, "best_val_loss": best_val_loss,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """The checkpoint dict; CorruptCheckpoint when missing, unreadable or incomplete."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CorruptCheckpoint(f"Checkpoint {path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - pickle/zip errors vary; the user's problem is one
+        raise CorruptCheckpoint(f"Checkpoint {path} is unreadable ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
+        raise CorruptCheckpoint(f"Checkpoint {path} lacks the expected entries")
+    return state

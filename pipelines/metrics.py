@@ -1,0 +1,140 @@
+"""Evaluation metrics: classification with bootstrap 95% intervals (scikit-learn), chest-box
+mAP (pycocotools) and mean IoU (torchvision). Pure functions over arrays.
+
+Classes: 0 = NORMAL, 1 = PNEUMONIA (the positive class, as in the study).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix, roc_auc_score
+from torchvision.ops import box_iou
+
+SCALAR_METRICS = ("accuracy", "f1", "precision", "recall", "specificity", "roc_auc")
+
+
+def _safe(num: float, den: float) -> float:
+    return float(num / den) if den else 0.0
+
+
+def rates_from_confusion(cm: np.ndarray) -> dict:
+    """Accuracy, F1, precision, recall, specificity from cm = [[tn, fp], [fn, tp]].
+
+    A ratio with a zero denominator is 0.0 (scikit-learn's zero_division=0).
+    """
+    (tn, fp), (fn, tp) = np.asarray(cm)
+    precision = _safe(tp, tp + fp)
+    recall = _safe(tp, tp + fn)
+    return {
+        "accuracy": _safe(tp + tn, tn + fp + fn + tp),
+        "f1": _safe(2 * tp, 2 * tp + fp + fn),
+        "precision": precision,
+        "recall": recall,
+        "specificity": _safe(tn, tn + fp),
+    }
+
+
+def _point(y_true: np.ndarray, y_pred: np.ndarray, y_score: np.ndarray) -> dict:
+    cm = confusion_matrix(y_true, y_pred, labels=[0, 1])
+    out = rates_from_confusion(cm)
+    out["roc_auc"] = float(roc_auc_score(y_true, y_score)) if len(np.unique(y_true)) == 2 else None
+    out["confusion_matrix"] = cm.tolist()
+    return out
+
+
+def classification_metrics(y_true, y_score, y_pred=None, *, threshold: float = 0.5, n_boot: int = 1000,
+                           seed: int = 0) -> dict:
+    """Metrics with pneumonia positive and percentile bootstrap 95% intervals.
+
+    y_true[N] in {0, 1}; y_score[N] = P(pneumonia); y_pred[N] defaults to y_score >= threshold.
+    Returns {"n", "accuracy", ..., "roc_auc" (None with one class), "confusion_matrix":
+    [[tn, fp], [fn, tp]], "ci": {metric: [lo, hi], "confusion_matrix": [[[lo, hi], ...], ...]}}.
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    y_score = np.asarray(y_score, dtype=float)
+    y_pred = (y_score >= threshold).astype(int) if y_pred is None else np.asarray(y_pred, dtype=int)
+    if not (len(y_true) == len(y_score) == len(y_pred)) or len(y_true) == 0:
+        raise ValueError("y_true, y_score and y_pred must be non-empty and of one length")
+    result = {"n": int(len(y_true)), **_point(y_true, y_pred, y_score)}
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list] = {k: [] for k in (*SCALAR_METRICS, "confusion_matrix")}
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y_true), len(y_true))
+        boot = _point(y_true[idx], y_pred[idx], y_score[idx])
+        for k, v in boot.items():
+            if v is not None:
+                samples[k].append(v)
+    ci: dict = {}
+    for k in SCALAR_METRICS:
+        vals = np.asarray(samples[k], dtype=float)
+        ci[k] = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if len(vals) else None
+    cms = np.asarray(samples["confusion_matrix"], dtype=float).reshape(-1, 2, 2)
+    ci["confusion_matrix"] = (
+        np.stack([np.percentile(cms, 2.5, axis=0), np.percentile(cms, 97.5, axis=0)], axis=-1).tolist()
+        if len(cms) else None
+    )
+    result["ci"] = ci
+    result["threshold"] = threshold
+    return result
+
+
+def detection_map(predictions: list[dict], targets: list[dict]) -> dict:
+    """Class-agnostic chest-box COCO mAP (pycocotools).
+
+    predictions[i]: {"boxes": [K, 4] xyxy pixels, "scores": [K]}; targets[i]: {"boxes": [M, 4]}.
+    Returns {"map50": AP@IoU0.5, "map50_95": AP@[.5:.95]} (-1 from COCO becomes None).
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if len(predictions) != len(targets) or not targets:
+        raise ValueError("need one prediction per target image, and at least one image")
+    images, anns, dets = [], [], []
+    for i, (pred, tgt) in enumerate(zip(predictions, targets, strict=True)):
+        boxes = np.asarray(tgt["boxes"], dtype=float).reshape(-1, 4)
+        w = float(max(boxes[:, 2].max(initial=1.0), 1.0))
+        h = float(max(boxes[:, 3].max(initial=1.0), 1.0))
+        images.append({"id": i, "width": w, "height": h})
+        for b in boxes:
+            bw, bh = b[2] - b[0], b[3] - b[1]
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1, "bbox": [b[0], b[1], bw, bh],
+                         "area": bw * bh, "iscrowd": 0})
+        for b, s in zip(np.asarray(pred["boxes"], dtype=float).reshape(-1, 4), np.asarray(pred["scores"]).reshape(-1),
+                        strict=True):
+            dets.append({"image_id": i, "category_id": 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(s)})
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its tables
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "chest"}]}
+        gt.createIndex()
+        if not dets:
+            return {"map50": 0.0, "map50_95": 0.0}
+        dt = gt.loadRes(dets)
+        ev = COCOeval(gt, dt, iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    def clean(x):
+        return None if x < 0 else float(x)
+    return {"map50_95": clean(ev.stats[0]), "map50": clean(ev.stats[1])}
+
+
+def mean_iou(pred_boxes: list, gt_boxes: list) -> float:
+    """Mean IoU of each image's top predicted box with its ground-truth box (0 when none predicted).
+
+    pred_boxes[i]: [4] xyxy or None; gt_boxes[i]: [4] xyxy.
+    """
+    if not gt_boxes:
+        raise ValueError("no ground-truth boxes")
+    ious = []
+    for p, g in zip(pred_boxes, gt_boxes, strict=True):
+        if p is None:
+            ious.append(0.0)
+            continue
+        iou = box_iou(torch.as_tensor([p], dtype=torch.float64), torch.as_tensor([g], dtype=torch.float64))
+        ious.append(float(iou[0, 0]))
+    value = float(np.mean(ious))
+    return value if math.isfinite(value) else 0.0

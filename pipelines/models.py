@@ -1,0 +1,126 @@
+"""A small registry of ImageNet backbones (timm-style), used by the detector and the ensemble.
+
+Each entry names a torchvision classification model, its weights enum, the width of its pooled
+features and the layer Grad-CAM should look at. `weights` policy everywhere:
+`imagenet` (torchvision's weights API: $TORCH_HOME cache, else download), `none` (random init),
+or a path to a state_dict saved from the same torchvision model.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+
+class UnknownBackbone(ValueError):
+    """A name that is not in the registry."""
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights cannot be had (no cache, no network, bad file)."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    builder: str  # torchvision.models function name
+    weights: str  # torchvision weights enum member, e.g. "MobileNet_V2_Weights.IMAGENET1K_V1"
+    feature_dim: int  # width of the pooled feature vector once the classifier is removed
+    head_attr: str  # attribute holding the ImageNet classifier (replaced by Identity)
+    cam_layer: str  # dotted path of the layer Grad-CAM hooks (last conv block)
+    min_size: int = 32  # smallest input side the network accepts
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    s.name: s
+    for s in (
+        BackboneSpec("mobilenet_v2", "mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1", 1280, "classifier", "features.18"),
+        BackboneSpec("mobilenet_v3", "mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", 960, "classifier", "features.16"),
+        BackboneSpec("resnet18", "resnet18", "ResNet18_Weights.IMAGENET1K_V1", 512, "fc", "layer4"),
+        BackboneSpec("resnet50", "resnet50", "ResNet50_Weights.IMAGENET1K_V1", 2048, "fc", "layer4"),
+        BackboneSpec("densenet121", "densenet121", "DenseNet121_Weights.IMAGENET1K_V1", 1024, "classifier", "features.norm5"),
+        BackboneSpec("inception_v3", "inception_v3", "Inception_V3_Weights.IMAGENET1K_V1", 2048, "fc", "Mixed_7c", min_size=75),
+    )
+}
+BACKBONES = tuple(REGISTRY)
+
+
+def get_spec(name: str) -> BackboneSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownBackbone(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}") from None
+
+
+def weights_enum(spec: BackboneSpec):
+    enum_name, member = spec.weights.split(".")
+    return getattr(torchvision.models, enum_name)[member]
+
+
+def _cache_file(weights) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
+def load_state_dict(name: str, policy: str, *, allow_fallback: bool = False) -> dict | None:
+    """The pretrained state_dict for backbone `name` under `policy`; None means random init.
+
+    Raises WeightsUnavailable with a one-line message when ImageNet weights cannot be had and
+    `allow_fallback` is False; with it, returns None (random init).
+    """
+    spec = get_spec(name)
+    if policy == "none":
+        return None
+    if policy != "imagenet":
+        path = Path(policy).expanduser()
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user problem
+            if allow_fallback:
+                return None
+            raise WeightsUnavailable(f"Cannot read weights file {path}: {type(exc).__name__}") from None
+    weights = weights_enum(spec)
+    cached = _cache_file(weights)
+    try:
+        if cached.is_file():
+            return torch.load(cached, map_location="cpu", weights_only=True)
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # noqa: BLE001 - offline, proxy, bad hash: one message for all
+        if allow_fallback:
+            return None
+        raise WeightsUnavailable(
+            f"ImageNet weights for {name} are not cached in {cached.parent} and could not be downloaded "
+            f"({type(exc).__name__}); pass `--weights none`, or set TORCH_HOME to a folder holding hub/checkpoints/{cached.name}"
+        ) from None
+
+
+def build_classification_model(name: str, policy: str = "none", *, allow_fallback: bool = False) -> nn.Module:
+    """The torchvision ImageNet model `name` with the chosen weights (1000-class head kept)."""
+    spec = get_spec(name)
+    state = load_state_dict(name, policy, allow_fallback=allow_fallback)
+    kwargs = {"aux_logits": True, "init_weights": False} if name == "inception_v3" else {}
+    model = getattr(torchvision.models, spec.builder)(weights=None, **kwargs)
+    if state is not None:
+        model.load_state_dict(state)
+    if name == "inception_v3":
+        # The auxiliary head only helps 299 px training from scratch; the study used the main output.
+        model.aux_logits = False
+        model.AuxLogits = None
+        # ImageNet inception weights expect its own input scaling (torchvision sets this with weights).
+        model.transform_input = state is not None
+    return model
+
+
+def build_feature_extractor(name: str, policy: str = "none", *, allow_fallback: bool = False) -> nn.Module:
+    """Backbone `name` returning pooled features [N, spec.feature_dim] (classifier removed)."""
+    spec = get_spec(name)
+    model = build_classification_model(name, policy, allow_fallback=allow_fallback)
+    setattr(model, spec.head_attr, nn.Identity())
+    return model
+
+
+def get_layer(model: nn.Module, dotted: str) -> nn.Module:
+    return model.get_submodule(dotted)

@@ -1,0 +1,69 @@
+"""`wb eval RUN` and `wb cam RUN --images ...`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from workbench.cli import app
+from workbench.cli.common import JsonOption, print_json, workspace
+from workbench.evaluation import evaluate_run, make_cam
+
+Checkpoint = Annotated[str, typer.Option(help="best (lowest validation loss) or last.")]
+
+
+@app.command("eval")
+def eval_(
+    ctx: typer.Context,
+    run: Annotated[int, typer.Argument(help="Id of a detector or classifier run (see `wb status`).")],
+    part: Annotated[str, typer.Option(help="Split part to score: train, val or test.")] = "test",
+    checkpoint: Checkpoint = "best",
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 1000,
+    json_: JsonOption = False,
+) -> None:
+    """Score a trained run: accuracy, F1, precision, recall, specificity, ROC-AUC, confusion matrix
+    (pneumonia positive, bootstrap 95% CIs); detector runs add chest-box mAP and mean IoU.
+
+    Stores the predictions and metrics on the run and writes a report folder (HTML + Markdown).
+
+    Example: wb eval 3 --part test --json
+    """
+    m = evaluate_run(workspace(ctx), run, part, checkpoint=checkpoint, n_boot=bootstrap,
+                     progress=not json_)
+    if json_:
+        print_json(m)
+        return
+    ci = m["ci"]
+    typer.echo(f"Run {run} ({m['kind']}) on {part}: {m['n']} images")
+    for key in ("accuracy", "f1", "precision", "recall", "specificity", "roc_auc"):
+        value = m[key]
+        bounds = f"  (95% CI {ci[key][0]:.3f}-{ci[key][1]:.3f})" if ci.get(key) else ""
+        typer.echo(f"  {key:<12} {'n/a' if value is None else f'{value:.3f}'}{bounds}")
+    typer.echo(f"  confusion    [[tn, fp], [fn, tp]] = {m['confusion_matrix']}")
+    if m["kind"] == "detector":
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        typer.echo(f"  chest box on {m['annotated_images']} annotated images: mAP@0.5 {fmt(m['map50'])}, "
+                   f"mAP@[.5:.95] {fmt(m['map50_95'])}, mean IoU {fmt(m['mean_iou'])}")
+    typer.echo(f"Report: {m['report']}")
+
+
+@app.command("cam")
+def cam(
+    ctx: typer.Context,
+    run: Annotated[int, typer.Argument(help="Id of a detector or classifier run.")],
+    images: Annotated[list[str], typer.Option("--images", help="Image ids or image file paths (repeat the option, or list after it).")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the PNGs (default: the run's cam/ folder).")] = None,
+    checkpoint: Checkpoint = "best",
+    json_: JsonOption = False,
+) -> None:
+    """Class-activation overlays: Grad-CAM per ensemble member, EigenCAM for a detector.
+
+    Example: wb cam 3 --images 12 --images sample/kermany/chest_xray/test/NORMAL/IM-0016-0001.jpeg
+    """
+    result = make_cam(workspace(ctx), run, images, out_dir=out, checkpoint=checkpoint)
+    if json_:
+        print_json(result)
+        return
+    for f in result["files"]:
+        typer.echo(f)

@@ -1,0 +1,116 @@
+"""`wb train detector` and `wb train classifier`."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipelines.classification import HEADS
+from pipelines.data import AUGMENTATIONS
+from pipelines.detection import DETECTOR_BACKBONES
+from pipelines.models import BACKBONES
+from pipelines.presets import CLASSIFIER_PRESETS, DETECTOR_PRESETS
+from workbench.cli import app
+from workbench.cli.common import JsonOption, SplitOption, print_json, workspace
+from workbench.training import TrainResult, make_config, train_classifier, train_detector
+
+train_app = typer.Typer(help="Train the Faster R-CNN chest detector or the ensemble classifier.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+Epochs = Annotated[int | None, typer.Option(help="Epochs to train (with --resume: train up to this many).")]
+ImageSize = Annotated[int | None, typer.Option("--image-size", help="Images are resized to this square size (pixels).")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Images per batch.")]
+Limit = Annotated[int | None, typer.Option(help="At most N images per part (train, val): tiny runs.")]
+Optimizer = Annotated[str | None, typer.Option(help="sgd (momentum 0.9) or adam.")]
+Lr = Annotated[float | None, typer.Option(help="Learning rate (default 0.005 for SGD, 1e-4 for Adam).")]
+LrSchedule = Annotated[str | None, typer.Option("--lr-schedule", help="constant or cosine.")]
+Augment = Annotated[str | None, typer.Option(help=f"One of {', '.join(AUGMENTATIONS)}.")]
+Weights = Annotated[str | None, typer.Option(help="imagenet (torchvision weights API, $TORCH_HOME), none, or a state_dict PATH.")]
+Fallback = Annotated[bool, typer.Option("--allow-fallback", help="Start from random weights when ImageNet weights cannot be had.")]
+Seed = Annotated[int | None, typer.Option(help="Random seed.")]
+Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps (mixed precision on CUDA).")]
+Workers = Annotated[int | None, typer.Option(help="DataLoader worker processes.")]
+Resume = Annotated[int | None, typer.Option("--resume", metavar="RUN", help="Continue run RUN from its last epoch (its own config).")]
+Threads = Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")]
+
+
+def _print(result: TrainResult, json_: bool) -> None:
+    if json_:
+        data = result.as_dict()
+        data["run_id"] = data.pop("run_id")  # last, for scripts that read the tail
+        print_json(data)
+        return
+    for h in result.history:
+        acc = f"{h['val_accuracy']:.3f}" if h["val_accuracy"] is not None else "n/a"
+        typer.echo(f"  epoch {h['epoch']:>3}: train loss {h['train_loss']:.4f}  val loss {h['val_loss']:.4f}  val acc {acc}  ({h['seconds']:.0f}s)")
+    typer.echo(f"Run {result.run_id} {result.status}: best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}); "
+               f"checkpoints in {result.artifact_dir}")
+    typer.echo(f"Next: wb eval {result.run_id}")
+
+
+def _threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@train_app.command("detector")
+def detector(
+    ctx: typer.Context,
+    preset: Annotated[str | None, typer.Option(help=f"Study row: {', '.join(DETECTOR_PRESETS)}.")] = None,
+    backbone: Annotated[str | None, typer.Option(help=f"One of {', '.join(DETECTOR_BACKBONES)}.")] = None,
+    split: SplitOption = None,
+    epochs: Epochs = None, image_size: ImageSize = None, batch_size: BatchSize = None, limit: Limit = None,
+    optimizer: Optimizer = None, lr: Lr = None, lr_schedule: LrSchedule = None, augment: Augment = None,
+    weights: Weights = None, allow_fallback: Fallback = False, seed: Seed = None, device: Device = None,
+    workers: Workers = None, threads: Threads = None, resume: Resume = None, json_: JsonOption = False,
+) -> None:
+    """Train the Faster R-CNN chest detector on the annotated images of the split's train part.
+
+    Keeps best.pt (lowest validation loss on the annotated val images) and last.pt (for --resume).
+
+    Example: wb train detector --backbone mobilenet_v2 --epochs 2 --image-size 224 --limit 32
+    """
+    _threads(threads)
+    ws = workspace(ctx)
+    if resume is not None:
+        result = train_detector(ws, resume=resume, epochs=epochs, progress=not json_)
+    else:
+        config = make_config("detector", preset, backbone=backbone, split=split, epochs=epochs, image_size=image_size,
+                             batch_size=batch_size, limit=limit, optimizer=optimizer, lr=lr, lr_schedule=lr_schedule,
+                             augment=augment, weights=weights, allow_fallback=allow_fallback or None, seed=seed,
+                             device=device, workers=workers)
+        result = train_detector(ws, config, progress=not json_)
+    _print(result, json_)
+
+
+@train_app.command("classifier")
+def classifier(
+    ctx: typer.Context,
+    preset: Annotated[str | None, typer.Option(help=f"Study row: {', '.join(CLASSIFIER_PRESETS)}.")] = None,
+    members: Annotated[str | None, typer.Option(help=f"Comma-separated backbones from: {', '.join(BACKBONES)}.")] = None,
+    head: Annotated[str | None, typer.Option(help=f"One of {', '.join(HEADS)}.")] = None,
+    freeze: Annotated[float | None, typer.Option(help="Fraction of each member's early parameters to freeze (0-1).")] = None,
+    split: SplitOption = None,
+    epochs: Epochs = None, image_size: ImageSize = None, batch_size: BatchSize = None, limit: Limit = None,
+    optimizer: Optimizer = None, lr: Lr = None, lr_schedule: LrSchedule = None, augment: Augment = None,
+    weights: Weights = None, allow_fallback: Fallback = False, seed: Seed = None, device: Device = None,
+    workers: Workers = None, threads: Threads = None, resume: Resume = None, json_: JsonOption = False,
+) -> None:
+    """Train the ensemble classifier (NORMAL vs PNEUMONIA) on every readable image of the train part.
+
+    Example: wb train classifier --members mobilenet_v2 --head fc2 --epochs 3 --image-size 224
+    """
+    _threads(threads)
+    ws = workspace(ctx)
+    if resume is not None:
+        result = train_classifier(ws, resume=resume, epochs=epochs, progress=not json_)
+    else:
+        names = tuple(m.strip() for m in members.split(",") if m.strip()) if members else None
+        config = make_config("classifier", preset, members=names, head=head, freeze=freeze, split=split, epochs=epochs,
+                             image_size=image_size, batch_size=batch_size, limit=limit, optimizer=optimizer, lr=lr,
+                             lr_schedule=lr_schedule, augment=augment, weights=weights,
+                             allow_fallback=allow_fallback or None, seed=seed, device=device, workers=workers)
+        result = train_classifier(ws, config, progress=not json_)
+    _print(result, json_)

@@ -1,0 +1,378 @@
+"""Use cases `train_detector` and `train_classifier`: configs, data from the DB, runs, resume.
+
+Each training is a `Run` row (kind, config JSON, status, per-epoch history, metrics) with its
+checkpoints in `<workspace>/runs/<id>/`: `last.pt` (written every epoch, for `--resume`) and
+`best.pt` (lowest validation loss). The loops themselves live in pipelines.engine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from sqlalchemy import select
+
+from db.models import Annotation, Image, Run, SplitMember
+from pipelines import engine
+from pipelines.classification import HEADS, Ensemble
+from pipelines.data import AUGMENTATIONS, ClassificationDataset, DetectionDataset, ImageRecord, collate_detection
+from pipelines.detection import DETECTOR_BACKBONES, build_detector
+from pipelines.models import BACKBONES, UnknownBackbone, WeightsUnavailable, get_spec
+from pipelines.presets import UnknownPreset, get_preset
+from workbench.errors import ConflictError, InputError, NotFoundError, WorkbenchError
+from workbench.splitting import resolve_split
+from workbench.workspace import Workspace
+
+OPTIMIZERS = ("sgd", "adam")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings both trainers share. Stored as the run's config JSON."""
+
+    split: str | None = None  # split name; None = the newest split
+    epochs: int = 10
+    image_size: int = 512  # pixels; images are squashed to image_size x image_size
+    batch_size: int = 4
+    optimizer: str = "sgd"  # sgd (momentum 0.9, weight decay 1e-4) | adam
+    lr: float | None = None  # None: 0.005 for SGD, 1e-4 for Adam
+    lr_schedule: str = "constant"  # constant | cosine (to 0 over `epochs`)
+    augment: str = "none"  # none | affine (rotate 20, translate 0.15/0.2) | rotate (30)
+    weights: str = "imagenet"  # imagenet | none | PATH to a torchvision state_dict
+    allow_fallback: bool = False  # random init when ImageNet weights cannot be had
+    limit: int | None = None  # at most this many images per part (train and val)
+    seed: int = 42
+    device: str = "auto"
+    workers: int = 0  # DataLoader worker processes
+    preset: str | None = None
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (0.005 if self.optimizer == "sgd" else 1e-4)
+
+
+@dataclass(frozen=True)
+class DetectorConfig(TrainConfig):
+    backbone: str = "mobilenet_v2"  # mobilenet_v2 | mobilenet_v3 | resnet50
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(TrainConfig):
+    members: tuple[str, ...] = ("resnet18", "densenet121", "inception_v3")
+    head: str = "fc2"  # fc1: members' probabilities -> 1 FC; fc2: 128-d projections summed -> 64 -> 2
+    freeze: float = 0.0  # fraction of each member's leading parameters kept frozen
+    epochs: int = 30
+    image_size: int = 299
+    batch_size: int = 16
+    optimizer: str = "adam"
+
+
+@dataclass
+class TrainResult:
+    run_id: int
+    status: str
+    epochs_done: int
+    best_epoch: int | None
+    best_val_loss: float | None
+    artifact_dir: str
+    history: list
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def make_config(kind: str, preset: str | None = None, **overrides) -> TrainConfig:
+    """Defaults, then the preset, then every override that is not None; validated."""
+    cls = DetectorConfig if kind == "detector" else ClassifierConfig
+    values: dict = {}
+    if preset:
+        try:
+            values.update(get_preset(kind, preset))
+        except UnknownPreset as exc:
+            raise InputError(str(exc), "see `wb train --help`") from None
+        values["preset"] = preset
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "members" in values:
+        values["members"] = tuple(values["members"])
+    try:
+        config = cls(**values)
+    except TypeError as exc:
+        raise InputError(f"Bad {kind} setting: {exc}") from None
+    _validate(config)
+    return config
+
+
+def config_from_dict(kind: str, data: dict) -> TrainConfig:
+    cls = DetectorConfig if kind == "detector" else ClassifierConfig
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in data.items() if k in names}
+    if "members" in values:
+        values["members"] = tuple(values["members"])
+    return cls(**values)
+
+
+def _validate(config: TrainConfig) -> None:
+    def check(ok: bool, message: str, hint: str | None = None):
+        if not ok:
+            raise InputError(message, hint)
+
+    check(config.epochs >= 1, "--epochs must be at least 1")
+    check(config.batch_size >= 1, "--batch-size must be at least 1")
+    check(config.image_size >= 32, "--image-size must be at least 32 pixels")
+    check(config.limit is None or config.limit >= 1, "--limit must be at least 1")
+    check(config.optimizer in OPTIMIZERS, f"Unknown optimizer {config.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
+    check(config.augment in AUGMENTATIONS, f"Unknown augmentation {config.augment!r}", f"choose one of {', '.join(AUGMENTATIONS)}")
+    check(config.lr_schedule in ("constant", "cosine"), f"Unknown --lr-schedule {config.lr_schedule!r}", "constant or cosine")
+    check(config.device in DEVICES, f"Unknown device {config.device!r}", f"choose one of {', '.join(DEVICES)}")
+    check(config.lr is None or config.lr > 0, "--lr must be positive")
+    if isinstance(config, DetectorConfig):
+        check(config.backbone in DETECTOR_BACKBONES, f"Unknown detector backbone {config.backbone!r}",
+              f"choose one of {', '.join(DETECTOR_BACKBONES)}")
+    if isinstance(config, ClassifierConfig):
+        check(len(config.members) >= 1, "The ensemble needs at least one member", f"choose from {', '.join(BACKBONES)}")
+        for name in config.members:
+            check(name in BACKBONES, f"Unknown backbone {name!r}", f"choose from {', '.join(BACKBONES)}")
+            check(config.image_size >= get_spec(name).min_size, f"{name} needs --image-size >= {get_spec(name).min_size}")
+        check(config.head in HEADS, f"Unknown head {config.head!r}", f"choose one of {', '.join(HEADS)}")
+        check(0.0 <= config.freeze < 1.0, "--freeze must be in [0, 1)")
+
+
+# --- data from the DB -------------------------------------------------------------------------
+
+def latest_boxes(session, image_ids: list[int] | None = None) -> dict[int, tuple[float, float, float, float]]:
+    """image id -> its newest valid chest box (pixels of the imported file, exclusive max)."""
+    query = select(Annotation).where(Annotation.status == "valid", Annotation.image_id.is_not(None),
+                                     Annotation.x_min.is_not(None)).order_by(Annotation.id)
+    boxes = {}
+    for a in session.scalars(query):
+        if a.x_max > a.x_min and a.y_max > a.y_min:
+            boxes[a.image_id] = (a.x_min, a.y_min, a.x_max, a.y_max)
+    if image_ids is not None:
+        keep = set(image_ids)
+        boxes = {k: v for k, v in boxes.items() if k in keep}
+    return boxes
+
+
+def part_images(session, split_name: str | None, part: str) -> tuple[int, list[Image]]:
+    """(split id, readable images of one part, by id)."""
+    split = resolve_split(session, split_name)
+    images = list(session.scalars(
+        select(Image).join(SplitMember, SplitMember.image_id == Image.id)
+        .where(SplitMember.split_id == split.id, SplitMember.part == part, Image.status == "ok")
+        .order_by(Image.id)
+    ))
+    return split.id, images
+
+
+def to_record(image: Image, box=None) -> ImageRecord:
+    return ImageRecord(image_id=image.id, path=image.abs_path, label=int(image.label == "PNEUMONIA"), box=box)
+
+
+def _subset(records: list[ImageRecord], limit: int | None, seed: int) -> list[ImageRecord]:
+    if limit is None or len(records) <= limit:
+        return records
+    picked = sorted(random.Random(seed).sample(range(len(records)), limit))
+    return [records[i] for i in picked]
+
+
+def _training_records(ws: Workspace, config: TrainConfig, kind: str) -> tuple[int, dict[str, list[ImageRecord]]]:
+    with ws.db.session() as s:
+        parts = {}
+        split_id = None
+        for part in ("train", "val"):
+            split_id, images = part_images(s, config.split, part)
+            if kind == "detector":
+                boxes = latest_boxes(s, [im.id for im in images])
+                records = [to_record(im, boxes[im.id]) for im in images if im.id in boxes]
+                if not records:
+                    raise InputError(f"No annotated images in the {part} part of the split",
+                                     "import chest boxes (`wb annotations import FILE`) or annotate in Label Studio")
+            else:
+                records = [to_record(im) for im in images]
+                if not records:
+                    raise InputError(f"The {part} part of the split is empty", "make a split with a val part, e.g. `wb split`")
+            parts[part] = _subset(records, config.limit, config.seed)
+    return split_id, parts
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+def _code_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("wb")
+    except Exception:  # noqa: BLE001 - not installed as a distribution (running from source)
+        return None
+
+
+def get_run(session, run_id: int, kinds: tuple[str, ...] = ("detector", "classifier")) -> Run:
+    run = session.get(Run, run_id)
+    if run is None or run.kind not in kinds:
+        raise NotFoundError(f"No {' or '.join(kinds)} run with id {run_id}", "see `wb status` for runs")
+    return run
+
+
+def _update_run(ws: Workspace, run_id: int, **fields) -> None:
+    with ws.db.session() as s:
+        run = s.get(Run, run_id)
+        for k, v in fields.items():
+            setattr(run, k, v)
+
+
+def _build(kind: str, config: TrainConfig, weights: str | None = None):
+    """The model for `config` (weights override: 'none' when a checkpoint supplies them)."""
+    policy = weights or config.weights
+    try:
+        if kind == "detector":
+            return build_detector(config.backbone, policy, image_size=config.image_size, allow_fallback=config.allow_fallback)
+        return Ensemble(config.members, config.head, policy, allow_fallback=config.allow_fallback, freeze=config.freeze)
+    except (WeightsUnavailable, UnknownBackbone, ValueError) as exc:
+        raise InputError(str(exc)) from None
+
+
+def _optimizer(config: TrainConfig, model: torch.nn.Module):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=0.9, weight_decay=1e-4)
+    return torch.optim.Adam(params, lr=config.learning_rate)
+
+
+def _scheduler(config: TrainConfig, optimizer):
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, config.epochs) / config.epochs)))
+    return None
+
+
+def _loaders(kind: str, config: TrainConfig, parts: dict[str, list[ImageRecord]], generator: torch.Generator):
+    dataset_cls = DetectionDataset if kind == "detector" else ClassificationDataset
+    collate = collate_detection if kind == "detector" else None
+    common = dict(batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate)
+    train = torch.utils.data.DataLoader(dataset_cls(parts["train"], config.image_size, config.augment), shuffle=True,
+                                        generator=generator, drop_last=len(parts["train"]) > config.batch_size, **common)
+    val = torch.utils.data.DataLoader(dataset_cls(parts["val"], config.image_size), shuffle=False, **common)
+    return train, val
+
+
+def _detector_val_accuracy(model, loader, device, records: list[ImageRecord]) -> float:
+    preds = engine.predict_detections(model, loader, device)
+    hits = [len(p["labels"]) > 0 and int(p["labels"][0]) == r.label + 1 for p, r in zip(preds, records, strict=True)]
+    return sum(hits) / len(hits)
+
+
+def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume: int | None = None,
+          epochs: int | None = None, progress: bool = True) -> TrainResult:
+    """Train a new run of `kind` with `config`, or continue run `resume` (optionally to `epochs`)."""
+    if resume is not None:
+        with ws.db.session() as s:
+            run = get_run(s, resume, (kind,))
+            config = config_from_dict(kind, run.config)
+            run_id, folder = run.id, Path(run.artifact_dir)
+        if epochs is not None:
+            config = dataclasses.replace(config, epochs=epochs)
+            _validate(config)
+        try:
+            state = engine.load_checkpoint(folder / "last.pt")
+        except engine.CorruptCheckpoint as exc:
+            raise InputError(str(exc), "start a new run instead of --resume") from None
+    else:
+        assert config is not None
+        state = None
+    try:
+        device = engine.pick_device(config.device)
+    except ValueError as exc:
+        raise InputError(str(exc), "use --device auto or cpu") from None
+    generator = engine.seed_everything(config.seed)
+    split_id, parts = _training_records(ws, config, kind)
+    model = _build(kind, config, "none" if state else None).to(device)
+    if resume is None:
+        with ws.db.session() as s:
+            run = Run(kind=kind, name=config.preset, status="created", config=dataclasses.asdict(config),
+                      split_id=split_id, code_version=_code_version())
+            s.add(run)
+            s.flush()
+            run_id = run.id
+        folder = ws.folder("runs", str(run_id))
+        _update_run(ws, run_id, artifact_dir=str(folder))
+    optimizer = _optimizer(config, model)
+    scheduler = _scheduler(config, optimizer)
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    history, best, start = [], None, 0
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler"):
+                scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise InputError(f"Checkpoint {folder / 'last.pt'} does not fit the run's model ({type(exc).__name__})") from None
+        history, best, start = list(state["history"]), state.get("best_val_loss"), int(state["epoch"])
+        # Each epoch reseeds from (seed, epoch), so a resumed run shuffles as an unbroken one would.
+    task = engine.Task(kind)
+    train_loader, val_loader = _loaders(kind, config, parts, generator)
+    _update_run(ws, run_id, status="running", config=dataclasses.asdict(config), error=None)
+    try:
+        for epoch in range(start, config.epochs):
+            generator.manual_seed(config.seed + epoch)
+            t0 = time.perf_counter()
+            tr = engine.train_one_epoch(model, optimizer, train_loader, device, task, scaler=scaler, scheduler=scheduler,
+                                        desc=f"{kind} epoch {epoch + 1}/{config.epochs}", progress=progress)
+            va = engine.evaluate(model, val_loader, device, task)
+            if kind == "detector":
+                va["accuracy"] = _detector_val_accuracy(model, val_loader, device, parts["val"])
+            seconds = time.perf_counter() - t0
+            history.append({"epoch": epoch + 1, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
+                            "val_loss": va["loss"], "val_accuracy": va["accuracy"], "seconds": round(seconds, 2),
+                            "train_images": len(parts["train"]), "lr": optimizer.param_groups[0]["lr"]})
+            improved = best is None or va["loss"] < best
+            best = va["loss"] if improved else best
+            engine.save_checkpoint(folder / "last.pt", model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                   epoch=epoch + 1, config=dataclasses.asdict(config), history=history, best_val_loss=best)
+            if improved:
+                shutil.copyfile(folder / "last.pt", folder / "best.pt")
+            _update_run(ws, run_id, history=list(history), metrics=_training_metrics(history))
+    except KeyboardInterrupt:
+        _update_run(ws, run_id, status="interrupted")
+        raise
+    except engine.NonFiniteLoss as exc:
+        _update_run(ws, run_id, status="failed", error=str(exc))
+        raise WorkbenchError(f"Run {run_id}: {exc}", f"the last good epoch is kept in {folder}/last.pt") from None
+    except Exception as exc:
+        _update_run(ws, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    metrics = _training_metrics(history)
+    _update_run(ws, run_id, status="done", metrics=metrics)
+    return TrainResult(run_id=run_id, status="done", epochs_done=len(history), best_epoch=metrics.get("best_epoch"),
+                       best_val_loss=metrics.get("best_val_loss"), artifact_dir=str(folder), history=history)
+
+
+def _training_metrics(history: list[dict]) -> dict:
+    if not history:
+        return {}
+    best = min(history, key=lambda h: h["val_loss"])
+    return {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "best_val_accuracy": best["val_accuracy"],
+            "train_seconds": round(sum(h["seconds"] for h in history), 2)}
+
+
+def train_detector(ws: Workspace, config: DetectorConfig | None = None, *, resume: int | None = None,
+                   epochs: int | None = None, progress: bool = True) -> TrainResult:
+    """Faster R-CNN on the annotated images of the split's train part (val part for best.pt)."""
+    if resume is None and config is None:
+        raise ConflictError("Give a config or --resume RUN")
+    return train(ws, "detector", config, resume=resume, epochs=epochs, progress=progress)
+
+
+def train_classifier(ws: Workspace, config: ClassifierConfig | None = None, *, resume: int | None = None,
+                     epochs: int | None = None, progress: bool = True) -> TrainResult:
+    """The ensemble classifier on every readable image of the split's train part."""
+    if resume is None and config is None:
+        raise ConflictError("Give a config or --resume RUN")
+    return train(ws, "classifier", config, resume=resume, epochs=epochs, progress=progress)
