@@ -86,3 +86,39 @@ def imported_sample_db(tmp_path_factory):
     create_split(ws.db, "demo", SplitConfig(batch_per_class=12))
     ws.db.dispose()
     return root / "wb.db"
+
+def add_csv_boxes(db_path: Path, csv_path: Path = SAMPLE / "chest_boxes.csv") -> int:
+    """Test helper: Annotation rows (status valid, source file) from a chest_boxes.csv.
+
+    The CSV's boxes are inclusive integer pixels; the table stores exclusive edges (x_max + 1).
+    Returns the number of rows added.
+    """
+    import csv
+
+    from sqlalchemy import select
+
+    from db import open_database
+    from db.models import Annotation, Image
+
+    db = open_database(str(db_path))
+    with db.session() as s, open(csv_path, newline="") as fh:
+        by_path = {im.rel_path: im.id for im in s.scalars(select(Image))}
+        rows = [r for r in csv.DictReader(fh) if r["path"] in by_path]
+        s.add_all(
+            Annotation(image_id=by_path[r["path"]], source="file", origin="machine", status="valid",
+                       x_min=float(r["x_min"]), y_min=float(r["y_min"]),
+                       x_max=float(r["x_max"]) + 1, y_max=float(r["y_max"]) + 1)
+            for r in rows
+        )
+    db.dispose()
+    return len(rows)
+
+
+@pytest.fixture
+def boxed_ws(ws, imported_sample_db):
+    """The `ws` workspace holding a copy of the imported sample with every chest box as a valid annotation."""
+    ws.root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
+    add_csv_boxes(ws.root / "wb.db")
+    return ws
+

@@ -72,6 +72,7 @@ def _register() -> None:
     # Each module adds its commands to `app` (or a sub-Typer) on import.
     from workbench.cli import dataset  # noqa: F401
     from workbench.cli import boxfiles, ls  # noqa: F401
+    from workbench.cli import train, evaluate  # noqa: F401
     from workbench.cli import analysis  # noqa: F401
     from workbench.cli import suggest  # noqa: F401
 
