@@ -122,3 +122,38 @@ def boxed_ws(ws, imported_sample_db):
     add_csv_boxes(ws.root / "wb.db")
     return ws
 
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory, imported_sample_db):
+    """A real Label Studio for the whole test session, started the way `wb ls serve` starts it.
+
+    Its workspace holds the imported repo sample, so the document root is sample/ and the
+    server listens on a free 127.0.0.1 port with its data in a temp folder. The first start
+    takes about 50 s. At the end the server is stopped by its PID (process group).
+    Yields {"workspace", "url", "token", "pid", "folder"}.
+    """
+    from annotations.server import load_credentials
+    from workbench import labelling
+    from workbench.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("ls_workspace")
+    shutil.copyfile(imported_sample_db, root / "wb.db")
+    server_ws = Workspace.from_options(workspace=str(root))
+    stray = {"USERNAME": "stray-user", "PORT": "1"}  # must not leak into the server (see annotations/server.py)
+    saved = {k: os.environ.get(k) for k in stray}
+    os.environ.update(stray)
+    try:
+        result = labelling.serve(server_ws)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    folder = labelling.ls_folder(server_ws)
+    try:
+        yield {"workspace": root, "url": result.url, "token": load_credentials(folder).token,
+               "pid": result.pid, "folder": folder, "document_root": result.document_root}
+    finally:
+        labelling.stop(server_ws)
+        server_ws.db.dispose()
