@@ -14,6 +14,7 @@ fi
 
 wb import sample/kermany
 wb split --strategy source --name demo --replace --batch-per-class 12
+wb annotations import annotations/sample_boxes.json
 wb status
 wb audit
 wb eda --out "$WB_WORKSPACE/eda"

@@ -13,7 +13,10 @@ from workbench import labelling
 from workbench.cli import app
 from workbench.cli.common import JsonOption, print_json, workspace
 
-annotations_app = typer.Typer(help="Chest boxes as a JSON file: export, import.", no_args_is_help=True)
+annotations_app = typer.Typer(
+    help="Chest boxes as a JSON file: export, import.\n\nExample: wb annotations import annotations/sample_boxes.json",
+    no_args_is_help=True,
+)
 app.add_typer(annotations_app, name="annotations")
 
 

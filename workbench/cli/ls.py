@@ -10,7 +10,10 @@ from workbench import labelling
 from workbench.cli import app
 from workbench.cli.common import JsonOption, SplitOption, print_json, workspace
 
-ls_app = typer.Typer(help="Label Studio: serve, push tasks, pull annotations.", no_args_is_help=True)
+ls_app = typer.Typer(
+    help="Label Studio: serve, push tasks, pull annotations.\n\nExample: wb ls serve --detach && wb ls push && wb ls pull",
+    no_args_is_help=True,
+)
 app.add_typer(ls_app, name="ls")
 
 
