@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from annotations.client import LabelStudioClient, annotated_query, parse_ls_time, updated_after_query
@@ -69,8 +69,9 @@ def current_project(session: Session, server_url: str) -> LsProject | None:
 
 def ensure_project(
     session: Session, client: LabelStudioClient, label_config: str, *, document_root: str | None, new: bool = False
-) -> LsProject:
-    """The workspace's project on this server: created once from label_config, then reused.
+) -> tuple[LsProject, int]:
+    """The workspace's project on this server (created once from label_config, then reused) and
+    how many tasks the server says it has.
 
     The server's chest-box labels must equal wb's classes (CHEST_CLASSES); `new` marks the
     stored project gone (e.g. deleted on the server) and creates a fresh one.
@@ -91,13 +92,13 @@ def ensure_project(
                 "paste annotations/label_config.xml into the project's Settings > Labeling Interface, "
                 "or run `wb ls push --new-project`",
             )
-        return row
+        return row, project["task_number"]
     project_id = client.create_project(PROJECT_TITLE, label_config)
     row = LsProject(server_url=client.url, project_id=project_id, title=PROJECT_TITLE, document_root=document_root,
                     storages={})
     session.add(row)
     session.flush()
-    return row
+    return row, 0
 
 
 def local_files_url(abs_path: str, document_root: str) -> str:
@@ -198,11 +199,13 @@ def push_tasks(
             summary.predictions += 1
         tasks.append(task)
     task_ids = client.import_tasks(row.project_id, tasks)
-    session.add_all(
-        LsTask(ls_project_id=row.id, image_id=im.id, ls_task_id=tid,
-               prediction_runs=[model_version] if "predictions" in t else [])
-        for im, t, tid in zip(new_images, tasks, task_ids, strict=True)
-    )
+    if task_ids:
+        now = utcnow()
+        session.execute(insert(LsTask), [
+            {"ls_project_id": row.id, "image_id": im.id, "ls_task_id": tid, "pushed_at": now,
+             "prediction_runs": [model_version] if "predictions" in t else []}
+            for im, t, tid in zip(new_images, tasks, task_ids, strict=True)
+        ])
     if model_version and predictions:
         late = []
         for im in images:

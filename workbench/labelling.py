@@ -269,8 +269,7 @@ def push(
         roots = list(s.scalars(select(DatasetRoot.path)))
         client = client_for(ws)
         with _service_errors():
-            row = ensure_project(s, client, config_text, document_root=_document_root(ws, roots), new=new_project)
-            count = client.get_project(row.project_id)["task_number"]
+            row, count = ensure_project(s, client, config_text, document_root=_document_root(ws, roots), new=new_project)
             summary: PushSummary = push_tasks(
                 s, client, row, chosen, predictions=preds,
                 model_version=str(predictions_run) if predictions_run is not None else None, server_task_count=count,
