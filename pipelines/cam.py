@@ -14,8 +14,18 @@ import torch
 from pytorch_grad_cam import EigenCAM, GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from pytorch_grad_cam.utils.reshape_transforms import fasterrcnn_reshape_transform
 from torch import nn
+
+
+def fpn_reshape(features) -> torch.Tensor:
+    """FPN levels -> one [N, C*L, H, W] tensor at the finest level's size.
+
+    (The library's fasterrcnn_reshape_transform pools to the coarsest level, which is 1x1 on
+    the small inputs we train at.)
+    """
+    maps = list(features.values())
+    size = maps[0].shape[-2:]
+    return torch.cat([torch.nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps], dim=1)
 
 
 def _to_size(cam: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -52,7 +62,7 @@ def detector_cam(model: nn.Module, layer: nn.Module, input_tensor: torch.Tensor,
                  *, fpn: bool) -> np.ndarray:
     """EigenCAM map [H, W] of the detector's backbone for one image [1, 3, S, S] in [0, 1]."""
     model.eval()
-    reshape = fasterrcnn_reshape_transform if fpn else None
+    reshape = fpn_reshape if fpn else None
     with EigenCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         # Any targets list stops the library from treating the box dicts as class logits.
         grey = cam(input_tensor=input_tensor, targets=[lambda output: 0])[0]

@@ -197,7 +197,8 @@ def make_cam(ws: Workspace, run_id: int, images: list[str], *, out_dir: Path | N
         if kind == "classifier":
             tensor = ClassificationDataset([record], config.image_size)[0][0][None]
             maps = ensemble_cams(model, tensor, (w, h))
-            prob = float(model(tensor).softmax(dim=1)[0, 1])
+            with torch.inference_mode():
+                prob = float(model(tensor).softmax(dim=1)[0, 1])
             pictures = [image] + [overlay(image, m) for m in maps.values()]
             titles = [f"{Path(path).name}\ntrue {label or '?'}, P(pneumonia) {prob:.2f}"] + [f"Grad-CAM {n}" for n in maps]
             marks = None

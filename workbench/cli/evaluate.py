@@ -22,8 +22,10 @@ def eval_(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 1000,
     json_: JsonOption = False,
 ) -> None:
-    """Score a trained run: accuracy, F1, precision, recall, specificity, ROC-AUC, confusion matrix
-    (pneumonia positive, bootstrap 95% CIs); detector runs add chest-box mAP and mean IoU.
+    """Score a trained run on a split part, with bootstrap 95% intervals.
+
+    Accuracy, F1, precision, recall, specificity, ROC-AUC and the confusion matrix (pneumonia
+    positive); detector runs add chest-box mAP@0.5, mAP@[.5:.95] and mean IoU.
 
     Stores the predictions and metrics on the run and writes a report folder (HTML + Markdown).
 
