@@ -14,7 +14,10 @@ from workbench.cli import app
 from workbench.cli.common import JsonOption, SplitOption, print_json, workspace
 from workbench.training import TrainResult, make_config, train_classifier, train_detector
 
-train_app = typer.Typer(help="Train the Faster R-CNN chest detector or the ensemble classifier.", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train the Faster R-CNN chest detector or the ensemble classifier.\n\nExample: wb train detector --preset table3-4 --epochs 2",
+    no_args_is_help=True,
+)
 app.add_typer(train_app, name="train")
 
 Epochs = Annotated[int | None, typer.Option(help="Epochs to train (with --resume: train up to this many).")]
