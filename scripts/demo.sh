@@ -19,5 +19,18 @@ wb status
 wb audit
 wb eda --out "$WB_WORKSPACE/eda"
 
+# wb suggest: rank the sample with the newest detector and classifier runs (tiny ones are trained
+# when there are none). Every sample image has a box, so --include-annotated ranks them all (an audit).
+newest_run() { wb status --json | python -c "import json,sys; ids=[r['id'] for r in json.load(sys.stdin)['runs'] if r['kind']=='$1' and r['status']=='done']; print(ids[-1] if ids else '')"; }
+DET_RUN=$(newest_run detector)
+CLS_RUN=$(newest_run classifier)
+if [ -z "$DET_RUN" ]; then
+  DET_RUN=$(wb train detector --backbone mobilenet_v2 --epochs 1 --image-size 128 --limit 8 --allow-fallback --json | python -c "import json,sys; print(json.load(sys.stdin)['run_id'])")
+fi
+if [ -z "$CLS_RUN" ]; then
+  CLS_RUN=$(wb train classifier --members mobilenet_v2 --epochs 1 --image-size 96 --limit 8 --allow-fallback --json | python -c "import json,sys; print(json.load(sys.stdin)['run_id'])")
+fi
+wb suggest --detector "$DET_RUN" --classifier "$CLS_RUN" -k 5 --include-annotated --parts train,val --csv "$WB_WORKSPACE/suggestions.csv"
+
 echo
 echo "Demo outputs: database $WB_DB, workspace $WB_WORKSPACE"
