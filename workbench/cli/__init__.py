@@ -75,6 +75,7 @@ def _register() -> None:
     from workbench.cli import train, evaluate  # noqa: F401
     from workbench.cli import analysis  # noqa: F401
     from workbench.cli import suggest  # noqa: F401
+    from workbench.cli import simulate  # noqa: F401
 
 
 _register()
