@@ -133,12 +133,23 @@ class LabelStudioClient:
             return {s.id for s in self._sdk.import_storage.local.list(project=project)}
 
     def import_tasks(self, project: int, tasks: Sequence[dict]) -> list[int]:
-        """Create tasks in one call; returns their ids in the order given."""
+        """Create tasks in one call; returns their ids in the order given.
+
+        Posts pre-encoded JSON through the SDK's own HTTP client (same auth, base URL and
+        retries): the generated `projects.import_tasks` runs a generic encoder over every field,
+        which costs about a quarter of the call for a few thousand tasks.
+        """
         if not tasks:
             return []
+        body = json.dumps(list(tasks)).encode()
         with self._calling("import tasks", project=project):
-            response = self._sdk.projects.import_tasks(id=project, request=list(tasks), return_task_ids=True)
-        ids = list(response.task_ids or [])
+            response = self._sdk._client_wrapper.httpx_client.request(
+                f"api/projects/{project}/import", method="POST", params={"return_task_ids": "true"},
+                content=body, headers={"Content-Type": "application/json"},
+            )
+            if not 200 <= response.status_code < 300:
+                raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=_json_or_text(response))
+        ids = list(response.json().get("task_ids") or [])
         if len(ids) != len(tasks):
             raise LabelStudioError(f"Label Studio created {len(ids)} tasks for {len(tasks)} sent")
         return ids
@@ -169,6 +180,13 @@ class LabelStudioClient:
             if not items or page * PAGE_SIZE >= total:
                 return
             page += 1
+
+
+def _json_or_text(response: httpx.Response):
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:300]
 
 
 def _detail(body) -> str:

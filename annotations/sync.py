@@ -106,17 +106,30 @@ def local_files_url(abs_path: str, document_root: str) -> str:
     return "/data/local-files/?d=" + quote(Path(rel).as_posix(), safe="/")
 
 
+def _url_maker(document_root: str):
+    """local_files_url for many images: one relpath per dataset root (relpath is slow)."""
+    prefixes: dict[str, str] = {}
+
+    def url(im: Image) -> str:
+        root = im.root.path
+        if root not in prefixes:
+            prefixes[root] = Path(os.path.relpath(root, document_root)).as_posix()
+        return "/data/local-files/?d=" + quote(f"{prefixes[root]}/{im.rel_path}", safe="/")
+
+    return url
+
+
 def missing_files(images: Iterable[Image]) -> list[str]:
     return [im.abs_path for im in images if not os.path.isfile(im.abs_path)]
 
 
 def _check_under_root(images: Sequence[Image], document_root: str) -> None:
     root = os.path.abspath(document_root)
-    for im in images:
-        folder = os.path.abspath(im.root.path)
+    for path in {im.root.path for im in images}:
+        folder = os.path.abspath(path)
         if os.path.commonpath([folder, root]) != root or folder == root:
             raise LabelStudioError(
-                f"{im.root.path} is not inside the server's local-files root {root}",
+                f"{path} is not inside the server's local-files root {root}",
                 "restart the server so it serves all dataset folders: `wb ls stop && wb ls serve --detach`",
             )
 
@@ -163,10 +176,14 @@ def push_tasks(
     predictions: dict[int, Prediction] | None = None,
     model_version: str | None = None,
     server_task_count: int = 0,
+    files_checked: bool = False,
 ) -> PushSummary:
-    """Create one task per image not pushed yet; attach predictions once per (task, run)."""
+    """Create one task per image not pushed yet; attach predictions once per (task, run).
+
+    Image files must exist (checked here unless the caller did, with `missing_files`).
+    """
     summary = PushSummary(project_id=row.project_id, model_version=model_version)
-    missing = missing_files(images)
+    missing = [] if files_checked else missing_files(images)
     if missing:
         raise LabelStudioError(
             f"{len(missing)} image file(s) are missing, e.g. {missing[0]}; nothing was pushed",
@@ -189,8 +206,9 @@ def push_tasks(
     summary.already = len(images) - len(new_images)
     predictions = predictions or {}
     tasks = []
+    url = _url_maker(row.document_root)
     for im in new_images:
-        task: dict = {"data": {"image": local_files_url(im.abs_path, row.document_root), "wb_image_id": im.id,
+        task: dict = {"data": {"image": url(im), "wb_image_id": im.id,
                                "wb_label": im.label, "wb_path": im.rel_path}}
         pred = predictions.get(im.id)
         payload = prediction_payload(pred, im, model_version) if pred is not None and model_version else None

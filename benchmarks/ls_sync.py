@@ -73,6 +73,8 @@ def main() -> None:
     t_import, _ = timed(import_dataset, ws.db, args.subset, progress=False)
     with ws.db.session() as s:
         images = list(s.scalars(select(Image).where(Image.status == "ok").order_by(Image.id)))
+        for im in images:
+            im.root  # noqa: B018 (load before the session closes: abs_path needs it)
     print(f"imported {len(images)} images in {t_import:.1f} s", file=sys.stderr)
     t_serve, served = timed(labelling.serve, ws)
     print(f"server {served.url} answered after {t_serve:.1f} s", file=sys.stderr)
@@ -107,6 +109,7 @@ def main() -> None:
             box = PixelBox(im.width * 0.1, im.height * 0.1, im.width * 0.9, im.height * 0.9)
             sdk.annotations.create(id=task_of[im.id], result=[rectangle_result(box, CHEST_CLASSES[im.label], im.width, im.height)])
 
+        time.sleep(OVERLAP_S + 1)  # annotators start later than the push: keep the fresh tasks out of the overlap
         annotate(first)
         labelling.pull(ws, progress=False)
 

@@ -241,8 +241,9 @@ def test_server_not_running_is_a_clear_error(cli, ws, imported_sample_db, monkey
     _use_sample_db(ws, imported_sample_db)
     monkeypatch.setenv("WB_LS_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("WB_LS_TOKEN", "whatever")
-    res = cli.run("ls", "pull", code=1)
+    res = cli.run("ls", "push", code=1)
     assert "is not answering" in res.output and "wb ls serve" in res.output
+    assert cli.json("ls", "status")["running"] is False
 
 
 def test_missing_files_refused_before_reaching_the_server(cli, ws, sample_copy, monkeypatch):

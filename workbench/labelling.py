@@ -139,10 +139,7 @@ def client_for(ws: Workspace) -> LabelStudioClient:
     url, token, _ = _connection(ws)
     if not token:
         raise ExternalServiceError(f"No API token for {url}", "set WB_LS_TOKEN (Label Studio: Account & Settings)")
-    client = LabelStudioClient(url, token)
-    with _service_errors():
-        client.check()
-    return client
+    return LabelStudioClient(url, token)  # a wrong token or a dead server shows on the first call
 
 
 def _document_root(ws: Workspace, roots: Sequence[str]) -> str:
@@ -273,6 +270,7 @@ def push(
             summary: PushSummary = push_tasks(
                 s, client, row, chosen, predictions=preds,
                 model_version=str(predictions_run) if predictions_run is not None else None, server_task_count=count,
+                files_checked=True,
             )
     return {"selection": what, "images": len(chosen), "url": client.url, **summary.as_dict()}
 
