@@ -55,6 +55,7 @@ class Task:
     """What one batch means: `classifier` (images, labels) or `detector` (images, targets)."""
 
     kind: str
+    class_weight: tuple[float, ...] | None = None  # classifier cross-entropy weight per class
 
     def to_device(self, batch, device):
         images, targets = batch
@@ -66,7 +67,8 @@ class Task:
         """(mean loss, number of correct predictions or None when the model is not asked)."""
         if self.kind == "classifier":
             logits = model(images)
-            loss = nn.functional.cross_entropy(logits.float(), targets)
+            weight = torch.tensor(self.class_weight, device=logits.device) if self.class_weight else None
+            loss = nn.functional.cross_entropy(logits.float(), targets, weight=weight)
             return loss, int((logits.argmax(dim=1) == targets).sum())
         losses = model(images, targets)
         return sum(losses.values()), None

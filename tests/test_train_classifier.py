@@ -1,6 +1,8 @@
 """Ensemble classifier: heads, loss drops on a fixed batch, checkpoints reload, runs resume, CLI end to end."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -107,3 +109,16 @@ def test_empty_split_part_is_one_line(cli, boxed_ws):
 def test_unknown_member_is_one_line(cli, boxed_ws):
     result = cli.run("train", "classifier", "--members", "mobilenet_v2,alexnet", "--epochs", "1", code=1)
     assert "Unknown backbone 'alexnet'" in result.output
+
+
+def test_balanced_loss_weights_are_inverse_class_frequency():
+    from workbench.training import _class_weight
+
+    records = [ImageRecord(None, "x", 0)] + [ImageRecord(None, "x", 1)] * 3
+    assert _class_weight(records) == pytest.approx((4 / 2, 4 / 6))
+    task = engine.Task("classifier", (2.0, 0.5))
+    logits = torch.log(torch.tensor([[1.0, 3.0], [1.0, 3.0]]))  # P(pneumonia) = 3/4 for both images
+    loss, correct = task.loss(lambda x: x, logits, torch.tensor([0, 1]))
+    # by hand: (2 * -ln(1/4) + 0.5 * -ln(3/4)) / (2 + 0.5)
+    assert float(loss) == pytest.approx((2 * math.log(4) + 0.5 * math.log(4 / 3)) / 2.5)
+    assert correct == 1

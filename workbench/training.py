@@ -67,6 +67,7 @@ class ClassifierConfig(TrainConfig):
     members: tuple[str, ...] = ("resnet18", "densenet121", "inception_v3")
     head: str = "fc2"  # fc1: members' probabilities -> 1 FC; fc2: 128-d projections summed -> 64 -> 2
     freeze: float = 0.0  # fraction of each member's leading parameters kept frozen
+    balance: bool = False  # weight the loss by inverse class frequency of the train part
     epochs: int = 30
     image_size: int = 299
     batch_size: int = 16
@@ -260,6 +261,12 @@ def _loaders(kind: str, config: TrainConfig, parts: dict[str, list[ImageRecord]]
     return train, val
 
 
+def _class_weight(records: list[ImageRecord]) -> tuple[float, float]:
+    """n / (2 * n_c) per class: each class then weighs as much as the other in the loss."""
+    counts = [sum(r.label == c for r in records) for c in (0, 1)]
+    return tuple(len(records) / (2 * max(n, 1)) for n in counts)
+
+
 def _detector_val_accuracy(model, loader, device, records: list[ImageRecord]) -> float:
     preds = engine.predict_detections(model, loader, device)
     hits = [len(p["labels"]) > 0 and int(p["labels"][0]) == r.label + 1 for p, r in zip(preds, records, strict=True)]
@@ -316,7 +323,7 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
             raise InputError(f"Checkpoint {folder / 'last.pt'} does not fit the run's model ({type(exc).__name__})") from None
         history, best, start = list(state["history"]), state.get("best_val_loss"), int(state["epoch"])
         # Each epoch reseeds from (seed, epoch), so a resumed run shuffles as an unbroken one would.
-    task = engine.Task(kind)
+    task = engine.Task(kind, _class_weight(parts["train"]) if getattr(config, "balance", False) else None)
     train_loader, val_loader = _loaders(kind, config, parts, generator)
     _update_run(ws, run_id, status="running", config=dataclasses.asdict(config), error=None)
     try:

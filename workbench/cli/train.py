@@ -78,13 +78,13 @@ def detector(
     _threads(threads)
     ws = workspace(ctx)
     if resume is not None:
-        result = train_detector(ws, resume=resume, epochs=epochs, progress=not json_)
+        result = train_detector(ws, resume=resume, epochs=epochs, progress=True)
     else:
         config = make_config("detector", preset, backbone=backbone, split=split, epochs=epochs, image_size=image_size,
                              batch_size=batch_size, limit=limit, optimizer=optimizer, lr=lr, lr_schedule=lr_schedule,
                              augment=augment, weights=weights, allow_fallback=allow_fallback or None, seed=seed,
                              device=device, workers=workers)
-        result = train_detector(ws, config, progress=not json_)
+        result = train_detector(ws, config, progress=True)
     _print(result, json_)
 
 
@@ -95,6 +95,7 @@ def classifier(
     members: Annotated[str | None, typer.Option(help=f"Comma-separated backbones from: {', '.join(BACKBONES)}.")] = None,
     head: Annotated[str | None, typer.Option(help=f"One of {', '.join(HEADS)}.")] = None,
     freeze: Annotated[float | None, typer.Option(help="Fraction of each member's early parameters to freeze (0-1).")] = None,
+    balance: Annotated[bool, typer.Option("--balance", help="Weight the loss by inverse class frequency.")] = False,
     split: SplitOption = None,
     epochs: Epochs = None, image_size: ImageSize = None, batch_size: BatchSize = None, limit: Limit = None,
     optimizer: Optimizer = None, lr: Lr = None, lr_schedule: LrSchedule = None, augment: Augment = None,
@@ -108,12 +109,13 @@ def classifier(
     _threads(threads)
     ws = workspace(ctx)
     if resume is not None:
-        result = train_classifier(ws, resume=resume, epochs=epochs, progress=not json_)
+        result = train_classifier(ws, resume=resume, epochs=epochs, progress=True)
     else:
         names = tuple(m.strip() for m in members.split(",") if m.strip()) if members else None
-        config = make_config("classifier", preset, members=names, head=head, freeze=freeze, split=split, epochs=epochs,
+        config = make_config("classifier", preset, members=names, head=head, freeze=freeze, balance=balance or None,
+                             split=split, epochs=epochs,
                              image_size=image_size, batch_size=batch_size, limit=limit, optimizer=optimizer, lr=lr,
                              lr_schedule=lr_schedule, augment=augment, weights=weights,
                              allow_fallback=allow_fallback or None, seed=seed, device=device, workers=workers)
-        result = train_classifier(ws, config, progress=not json_)
+        result = train_classifier(ws, config, progress=True)
     _print(result, json_)
