@@ -19,6 +19,19 @@ wb status
 wb audit
 wb eda --out "$WB_WORKSPACE/eda"
 
+# Train a tiny Faster R-CNN (MobileNetV2) and ensemble classifier on the sample, evaluate both on
+# the test part (metrics with bootstrap CIs, report folders) and draw CAMs: about a minute of CPU.
+# ImageNet MobileNetV2 weights come from $TORCH_HOME when present (../shared/torch-cache here);
+# --allow-fallback starts from random weights where they cannot be had.
+if [ -z "${TORCH_HOME:-}" ] && [ -d ../shared/torch-cache ]; then export TORCH_HOME="$(cd ../shared/torch-cache && pwd)"; fi
+run_id() { python -c "import json,sys; print(json.load(sys.stdin)['run_id'])"; }
+DET_RUN=$(wb train detector --backbone mobilenet_v2 --epochs 2 --image-size 160 --batch-size 4 --allow-fallback --threads 1 --json | run_id)
+wb eval "$DET_RUN" --part test
+wb cam "$DET_RUN" --images sample/kermany/chest_xray/test/PNEUMONIA/person65_virus_123.jpeg
+CLS_RUN=$(wb train classifier --members mobilenet_v2 --head fc2 --epochs 2 --image-size 160 --batch-size 8 --lr 0.0003 --allow-fallback --threads 1 --json | run_id)
+wb eval "$CLS_RUN" --part test
+wb cam "$CLS_RUN" --images sample/kermany/chest_xray/test/PNEUMONIA/person65_virus_123.jpeg
+
 # wb suggest: rank the sample with the newest detector and classifier runs (tiny ones are trained
 # when there are none). Every sample image has a box, so --include-annotated ranks them all (an audit).
 newest_run() { wb status --json | python -c "import json,sys; ids=[r['id'] for r in json.load(sys.stdin)['runs'] if r['kind']=='$1' and r['status']=='done']; print(ids[-1] if ids else '')"; }
