@@ -10,7 +10,6 @@ the annotated chest box), and its ROC-AUC for "has marker" over all 48 images is
 from __future__ import annotations
 
 import csv
-import shutil
 
 import numpy as np
 import pytest

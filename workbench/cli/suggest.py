@@ -108,7 +108,7 @@ def show(
 
     Example: wb suggest show 3 chest_xray/train/PNEUMONIA/person1_bacteria_1.jpeg
     """
-    from workbench.suggesting import show_suggestion
+    from workbench.explaining import show_suggestion
 
     info = show_suggestion(workspace(ctx), run, image, out=out)
     if json_:
