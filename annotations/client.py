@@ -162,22 +162,28 @@ class LabelStudioClient:
         return int(getattr(response, "created", 0) or 0)
 
     def iter_tasks(self, project: int, *, query: str | None = None, full: bool = True) -> Iterator[list[dict]]:
-        """Pages of tasks as dicts (with annotations and predictions when full).
+        """Pages of tasks as plain dicts (with annotations and predictions when full).
 
-        Pages are fetched by number up to the reported total: the SDK pager asks for one page
-        past the end, which the server answers with 404.
+        Read as JSON through the SDK's HTTP client: the generated `tasks.list` builds a typed
+        object per task, which wb would only turn back into dicts. Pages are fetched by number
+        up to the reported total (the SDK pager asks for one page past the end: a 404).
         """
         page = 1
         while True:
+            params = {"project": project, "page": page, "page_size": PAGE_SIZE, "query": query,
+                      "fields": "all" if full else None}
             with self._calling("list tasks", project=project):
-                response = self._sdk.tasks.list(
-                    project=project, query=query, fields="all" if full else None, page=page, page_size=PAGE_SIZE
+                response = self._sdk._client_wrapper.httpx_client.request(
+                    "api/tasks/", method="GET", params={k: v for k, v in params.items() if v is not None}
                 )
-            items = [_as_dict(t) for t in response.items or []]
+                if not 200 <= response.status_code < 300:
+                    raise ApiError(status_code=response.status_code, headers=dict(response.headers),
+                                   body=_json_or_text(response))
+            body = response.json()
+            items = body.get("tasks") or []
             if items:
                 yield items
-            total = getattr(response.response, "total", None) or 0
-            if not items or page * PAGE_SIZE >= total:
+            if not items or page * PAGE_SIZE >= (body.get("total") or 0):
                 return
             page += 1
 

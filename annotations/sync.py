@@ -26,7 +26,7 @@ from annotations.convert import (
     rectangle_result,
 )
 from annotations.errors import LabelConfigError, LabelStudioError
-from db.models import Image, Prediction, utcnow
+from db.models import DatasetRoot, Image, Prediction, utcnow
 from db.models.labels import CHEST_CLASSES, Annotation, LsProject, LsTask
 
 PROJECT_TITLE = "wb chest boxes"
@@ -61,6 +61,34 @@ class PullSummary:
         return self.__dict__.copy()
 
 
+@dataclass(frozen=True)
+class ImageRef:
+    """What push needs of an image (a light row, not an ORM object: pushes can be thousands)."""
+
+    id: int
+    root: str
+    rel_path: str
+    label: str
+    width: int | None
+    height: int | None
+    status: str
+
+    @property
+    def abs_path(self) -> str:
+        return f"{self.root}/{self.rel_path}"
+
+
+def image_refs(session: Session, ids: Sequence[int]) -> list[ImageRef]:
+    """ImageRefs for these image ids, in the order given (unknown ids are left out)."""
+    found: dict[int, ImageRef] = {}
+    cols = (Image.id, DatasetRoot.path, Image.rel_path, Image.label, Image.width, Image.height, Image.status)
+    for i in range(0, len(ids), _CHUNK):
+        rows = session.execute(select(*cols).join(DatasetRoot, Image.root_id == DatasetRoot.id)
+                               .where(Image.id.in_(ids[i : i + _CHUNK]))).all()
+        found.update((r[0], ImageRef(*r)) for r in rows)
+    return [found[i] for i in ids if i in found]
+
+
 def current_project(session: Session, server_url: str) -> LsProject | None:
     return session.scalars(
         select(LsProject).where(LsProject.server_url == server_url, LsProject.gone.is_(False)).order_by(LsProject.id.desc())
@@ -68,7 +96,8 @@ def current_project(session: Session, server_url: str) -> LsProject | None:
 
 
 def ensure_project(
-    session: Session, client: LabelStudioClient, label_config: str, *, document_root: str | None, new: bool = False
+    session: Session, client: LabelStudioClient, label_config: str, *, document_root: str | None, new: bool = False,
+    roots: Sequence[str] = (),
 ) -> tuple[LsProject, int]:
     """The workspace's project on this server (created once from label_config, then reused) and
     how many tasks the server says it has.
@@ -98,7 +127,28 @@ def ensure_project(
                     storages={})
     session.add(row)
     session.flush()
+    if document_root:
+        ensure_storages(client, row, [r for r in roots if _below(r, document_root)])
     return row, 0
+
+
+def _below(path: str, root: str) -> bool:
+    folder, root = os.path.abspath(path), os.path.abspath(root)
+    return folder != root and os.path.commonpath([folder, root]) == root
+
+
+def ensure_storages(client: LabelStudioClient, row: LsProject, roots: Iterable[str]) -> None:
+    """One local-files storage per dataset root: LS serves a file only below a storage path.
+
+    Made once per (project, root) and remembered in the DB; a storage deleted by hand on the
+    server is not re-checked here (`wb ls push --new-project` starts afresh).
+    """
+    storages = dict(row.storages or {})
+    for root in sorted(set(roots)):
+        if root not in storages:
+            storages[root] = client.create_local_storage(row.project_id, root, f"wb {Path(root).name}")
+    if storages != (row.storages or {}):
+        row.storages = storages
 
 
 def local_files_url(abs_path: str, document_root: str) -> str:
@@ -111,7 +161,7 @@ def _url_maker(document_root: str):
     prefixes: dict[str, str] = {}
 
     def url(im: Image) -> str:
-        root = im.root.path
+        root = im.root
         if root not in prefixes:
             prefixes[root] = Path(os.path.relpath(root, document_root)).as_posix()
         return "/data/local-files/?d=" + quote(f"{prefixes[root]}/{im.rel_path}", safe="/")
@@ -119,15 +169,26 @@ def _url_maker(document_root: str):
     return url
 
 
-def missing_files(images: Iterable[Image]) -> list[str]:
-    return [im.abs_path for im in images if not os.path.isfile(im.abs_path)]
+def missing_files(images: Iterable[ImageRef]) -> list[str]:
+    """Paths of the images whose file is gone (one directory listing per folder, not a stat per file)."""
+    present: dict[str, set[str]] = {}
+    missing = []
+    for im in images:
+        folder, name = os.path.split(im.abs_path)
+        if folder not in present:
+            try:
+                present[folder] = {e.name for e in os.scandir(folder) if e.is_file()}
+            except OSError:
+                present[folder] = set()
+        if name not in present[folder]:
+            missing.append(im.abs_path)
+    return missing
 
 
-def _check_under_root(images: Sequence[Image], document_root: str) -> None:
+def _check_under_root(images: Sequence[ImageRef], document_root: str) -> None:
     root = os.path.abspath(document_root)
-    for path in {im.root.path for im in images}:
-        folder = os.path.abspath(path)
-        if os.path.commonpath([folder, root]) != root or folder == root:
+    for path in {im.root for im in images}:
+        if not _below(path, root):
             raise LabelStudioError(
                 f"{path} is not inside the server's local-files root {root}",
                 "restart the server so it serves all dataset folders: `wb ls stop && wb ls serve --detach`",
@@ -155,7 +216,7 @@ def adopt_tasks(session: Session, client: LabelStudioClient, row: LsProject, *, 
     return adopted
 
 
-def prediction_payload(pred: Prediction, image: Image, model_version: str) -> dict | None:
+def prediction_payload(pred: Prediction, image: ImageRef | Image, model_version: str) -> dict | None:
     """A LS prediction from a detector's box (pixels -> percent); None when it has no box."""
     if None in (pred.x_min, pred.y_min, pred.x_max, pred.y_max) or not image.width or not image.height:
         return None
@@ -171,7 +232,7 @@ def push_tasks(
     session: Session,
     client: LabelStudioClient,
     row: LsProject,
-    images: Sequence[Image],
+    images: Sequence[ImageRef],
     *,
     predictions: dict[int, Prediction] | None = None,
     model_version: str | None = None,
@@ -193,14 +254,7 @@ def push_tasks(
         raise LabelStudioError("The project has no local-files root", "set WB_LS_DOCUMENT_ROOT")
     _check_under_root(images, row.document_root)
     summary.adopted = adopt_tasks(session, client, row, server_count=server_task_count)
-    # One local-files storage per dataset root: LS serves a file only below a storage path.
-    storages = dict(row.storages or {})
-    live = client.local_storage_ids(row.project_id) if storages else set()
-    for root in sorted({im.root.path for im in images}):
-        if storages.get(root) not in live:
-            storages[root] = client.create_local_storage(row.project_id, root, f"wb {Path(root).name}")
-    if storages != row.storages:
-        row.storages = storages
+    ensure_storages(client, row, {im.root for im in images})
     pushed = {t.image_id: t for t in session.scalars(select(LsTask).where(LsTask.ls_project_id == row.id))}
     new_images = [im for im in images if im.id not in pushed]
     summary.already = len(images) - len(new_images)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -61,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subset", type=Path, default=REPO.parent / "shared" / "data" / "kermany-subset")
     ap.add_argument("--annotations", type=int, default=400)
+    ap.add_argument("--repeats", type=int, default=4, help="push repetitions per side (the first wb push creates the project)")
     ap.add_argument("--workspace", type=Path, default=None, help="default: a temp folder, removed at the end")
     args = ap.parse_args()
     for var in ("WB_LS_URL", "WB_LS_TOKEN", "WB_LS_DOCUMENT_ROOT", "WB_DB"):
@@ -83,22 +85,38 @@ def main() -> None:
         sdk = LabelStudio(base_url=served.url, api_key=load_credentials(labelling.ls_folder(ws)).token)
         ids = [str(im.id) for im in images]
 
-        # 1. push: raw first (into its own project, made beforehand), then wb.
-        raw_project = sdk.projects.create(title="raw import", label_config=(REPO / "annotations" / "label_config.xml").read_text()).id
+        # 1. push, alternating raw and wb (each into a fresh project) to even out a shared machine's noise.
+        config = (REPO / "annotations" / "label_config.xml").read_text()
         payload = [{"data": {"image": local_files_url(im.abs_path, served.document_root), "wb_image_id": im.id,
                              "wb_label": im.label, "wb_path": im.rel_path}} for im in images]
-        t_raw_push, resp = timed(sdk.projects.import_tasks, id=raw_project, request=payload, return_task_ids=True)
-        assert len(resp.task_ids) == len(images)
-        t_push, pushed = timed(labelling.push, ws, images=ids)
-        assert pushed["created"] == len(images), pushed
-        rows.append((f"push {len(images)} tasks", t_push, t_raw_push, t_raw_push / t_push, ">= 0.80"))
+        raw_times, wb_times = [], []
+        for rep in range(args.repeats):
+            raw_project = sdk.projects.create(title=f"raw import {rep}", label_config=config).id
+            t_raw_push, resp = timed(sdk.projects.import_tasks, id=raw_project, request=payload, return_task_ids=True)
+            assert len(resp.task_ids) == len(images)
+            raw_times.append(t_raw_push)
+            if rep == 0:  # the first push also creates the project and its storage: shown apart
+                t_first, pushed = timed(labelling.push, ws, images=ids)
+                assert pushed["created"] == len(images), pushed
+                continue
+            labelling.prepare_project(ws, new_project=True)  # like the raw side: the project exists
+            t_push, pushed = timed(labelling.push, ws, images=ids)
+            assert pushed["created"] == len(images), pushed
+            wb_times.append(t_push)
+        t_raw_push, t_push = statistics.median(raw_times[1:]), statistics.median(wb_times)
+        print(f"push times: raw {['%.3f' % t for t in raw_times]}, wb first {t_first:.3f}, then "
+              f"{['%.3f' % t for t in wb_times]}", file=sys.stderr)
+        rows.append((f"push {len(images)} tasks, project exists (median of {len(wb_times)})", t_push, t_raw_push,
+                     t_raw_push / t_push, ">= 0.80"))
+        rows.append((f"first push {len(images)} tasks, creating project + storage", t_first, raw_times[0],
+                     raw_times[0] / t_first, "(info)"))
 
         # 2. a pull with nothing new (no annotations yet), then one annotation to set the cursor.
         t_empty0, out = timed(labelling.pull, ws, progress=False)
         rows.append(("pull, nothing new (no annotations)", t_empty0, None, None, "< 1 s"))
         with ws.db.session() as s:
-            project_row = s.scalars(select(LsProject)).one()
-            task_of = {t.image_id: t.ls_task_id for t in s.scalars(select(LsTask))}
+            project_row = s.scalars(select(LsProject).where(LsProject.gone.is_(False))).one()
+            task_of = {t.image_id: t.ls_task_id for t in s.scalars(select(LsTask).where(LsTask.ls_project_id == project_row.id))}
         by_label = {"NORMAL": [], "PNEUMONIA": []}
         for im in images:
             by_label[im.label].append(im)
@@ -136,12 +154,15 @@ def main() -> None:
             tmp.cleanup()
 
     print(f"\nLabel Studio sync on {args.subset.name} ({len(images)} images), 2-core machine")
-    print(f"{'operation':<52} {'wb (s)':>8} {'raw SDK (s)':>12} {'ratio':>7}  requirement")
+    print(f"{'operation':<60} {'wb (s)':>8} {'raw SDK (s)':>12} {'ratio':>7}  requirement")
     for name, ours, raw, ratio, req in rows:
         raw_s = f"{raw:.3f}" if raw is not None else "-"
         ratio_s = f"{ratio:.2f}" if ratio is not None else "-"
-        ok = (ratio >= float(req.split()[1])) if ratio is not None else (ours < 1.0)
-        print(f"{name:<52} {ours:>8.3f} {raw_s:>12} {ratio_s:>7}  {req} {'ok' if ok else 'FAIL'}")
+        if req == "(info)":
+            verdict = ""
+        else:
+            verdict = "ok" if ((ratio >= float(req.split()[1])) if ratio is not None else (ours < 1.0)) else "FAIL"
+        print(f"{name:<60} {ours:>8.3f} {raw_s:>12} {ratio_s:>7}  {req} {verdict}")
     print("ratio = wb's rate / the raw SDK call's rate (= raw time / wb time)")
 
 

@@ -116,10 +116,13 @@ def test_push_annotate_pull_loop_against_real_server(cli, ws, imported_sample_db
     wo = by_id[i_outside].width
     a_outside = sdk.annotations.create(id=task_of[i_outside], result=box(i_outside, PixelBox(wo * 0.9, 5, wo * 1.2, 60)))
     a_unknown = sdk.annotations.create(id=task_of[i_unknown], result=box(i_unknown, PixelBox(5, 5, 50, 60), "lung"))
+    # a task someone made on the server by hand: no wb image behind it
+    stranger = sdk.tasks.create(project=project, data={"image": some["data"]["image"], "wb_label": "NORMAL"})
+    a_stranger = sdk.annotations.create(id=stranger.id, result=box(i_normal, PixelBox(10, 20, 60, 70)))
 
     first = cli.json("ls", "pull")
-    assert (first["created"], first["updated"], first["deleted"]) == (6, 0, 0)
-    assert first["by_status"] == {"valid": 3, "skipped": 1, "rejected": 2}
+    assert (first["created"], first["updated"], first["deleted"]) == (7, 0, 0)
+    assert first["by_status"] == {"valid": 3, "skipped": 1, "rejected": 3}
 
     # An annotator moves one box and deletes another.
     wu, hu = by_id[i_updated].width, by_id[i_updated].height
@@ -130,7 +133,11 @@ def test_push_annotate_pull_loop_against_real_server(cli, ws, imported_sample_db
 
     with ws.db.session() as s:
         rows = {a.ls_annotation_id: a for a in s.scalars(select(Annotation))}
-    assert sorted(rows) == sorted(a.id for a in (a_normal, a_updated, a_deleted, a_skipped, a_outside, a_unknown))
+    assert sorted(rows) == sorted(a.id for a in (a_normal, a_updated, a_deleted, a_skipped, a_outside, a_unknown, a_stranger))
+    assert (rows[a_stranger.id].image_id, rows[a_stranger.id].status, rows[a_stranger.id].ls_task_id) == (
+        None, "rejected", stranger.id)
+    assert "no image wb knows" in rows[a_stranger.id].reason
+    del rows[a_stranger.id]
 
     def check(ann, image_id, status, pixel_box=None, reason=None):
         row = rows[ann.id]
@@ -156,8 +163,9 @@ def test_push_annotate_pull_loop_against_real_server(cli, ws, imported_sample_db
 
     status = cli.json("status")["annotations"]
     assert {k: status[k] for k in ("total", "valid", "rejected", "skipped", "deleted")} == {
-        "total": 6, "valid": 2, "rejected": 2, "skipped": 1, "deleted": 1}
-    assert sorted(r["ls_task_id"] for r in status["rejected_list"]) == sorted([task_of[i_outside], task_of[i_unknown]])
+        "total": 7, "valid": 2, "rejected": 3, "skipped": 1, "deleted": 1}
+    assert sorted(r["ls_task_id"] for r in status["rejected_list"]) == sorted(
+        [task_of[i_outside], task_of[i_unknown], stranger.id])
 
     # Pulling again changes nothing; pushing again creates no duplicates.
     before = _dump(ws)
@@ -165,9 +173,22 @@ def test_push_annotate_pull_loop_against_real_server(cli, ws, imported_sample_db
     assert (third["created"], third["updated"], third["deleted"]) == (0, 0, 0)
     again = cli.json("ls", "push", "--images", ",".join(map(str, ids)), "--predictions", run_id)
     assert (again["created"], again["already"], again["predictions"]) == (0, 20, 0)
-    assert len(sdk.tasks.list(project=project, page_size=100).items) == 20
+    assert len(sdk.tasks.list(project=project, page_size=100).items) == 21  # 20 + the stranger
+    same = _dump(ws)
+    assert [r for r in same if len(r) != 4] == [r for r in before if len(r) != 4]  # annotations and tasks as they were
+    # A second detector run: its boxes are added to the existing tasks once, and pre-fill the editor.
+    run_b = _detector_run(ws, ids)
+    late = cli.json("ls", "push", "--images", ",".join(map(str, ids)), "--predictions", run_b)
+    assert (late["created"], late["predictions"]) == (0, 20)
+    assert cli.json("ls", "push", "--images", ",".join(map(str, ids)), "--predictions", run_b)["predictions"] == 0
+    listed = [t.model_dump(mode="json") for t in sdk.tasks.list(project=project, fields="all", page_size=100).items]
+    versions = sorted(tuple(sorted(p["model_version"] for p in t["predictions"])) for t in listed if t["data"].get("wb_image_id"))
+    assert versions == [tuple(sorted((str(run_id), str(run_b))))] * 20
+    assert sdk.projects.get(id=project).model_version == str(run_b)
+    fourth = cli.json("ls", "pull")  # the tasks changed (new predictions), the annotations did not
+    assert (fourth["created"], fourth["updated"], fourth["deleted"]) == (0, 0, 0) and fourth["tasks_seen"] >= 20
     after = _dump(ws)
-    assert [r for r in after if len(r) != 4] == [r for r in before if len(r) != 4]  # annotations and tasks as they were
+    assert [r for r in after if len(r) == 12] == [r for r in before if len(r) == 12]  # the annotations did not change
 
     info = cli.json("ls", "status")
     assert (info["url"], info["running"], info["project_id"], info["tasks_pushed"]) == (ls_env["url"], True, project, 20)
@@ -188,6 +209,12 @@ def test_push_annotate_pull_loop_against_real_server(cli, ws, imported_sample_db
     assert _dump(ws) == after
     fresh = cli.json("ls", "push", "--images", ",".join(map(str, ids[:3])), "--new-project")
     assert fresh["project_id"] != project and fresh["created"] == 3
+
+    # Someone edits the project's labels on the server: wb refuses and says how to fix it.
+    config = (Path(__file__).parents[1] / "annotations" / "label_config.xml").read_text()
+    sdk.projects.update(id=fresh["project_id"], label_config=config.replace("pneumonia chest", "sick chest"))
+    res = cli.run("ls", "push", "--images", ",".join(map(str, ids[:3])), code=1)
+    assert "chest box labels" in res.output and "label_config.xml" in res.output
 
     # The token is never stored in the DB, nor written to the server's log.
     db_bytes = b"".join(p.read_bytes() for p in ws.root.glob("wb.db*"))
@@ -294,3 +321,22 @@ def test_pull_failing_midway_leaves_the_db_unchanged(cli, ws, imported_sample_db
     res = cli.run("ls", "pull", code=1)
     assert "not answering" in res.output
     assert _dump(ws) == before  # the first page's annotation was not half-written
+
+
+def test_push_selection_by_ids_paths_and_default_batch(ws, imported_sample_db):
+    from workbench.errors import NotFoundError
+    from workbench.labelling import _select_images
+
+    _use_sample_db(ws, imported_sample_db)
+    with ws.db.session() as s:
+        a, b = s.scalars(select(Image).order_by(Image.id)).all()[:2]
+        what, chosen = _select_images(s, [str(a.id), b.rel_path], None, None)
+        assert what == "images given" and chosen == [a.id, b.id]
+        _, by_abs = _select_images(s, [b.abs_path], None, None)
+        assert by_abs == [b.id]
+        what, batch = _select_images(s, None, None, None)
+        assert what == "batch demo/initial" and len(batch) == 24
+        with pytest.raises(NotFoundError, match="not in the workspace"):
+            _select_images(s, ["chest_xray/nope.jpeg"], None, None)
+        with pytest.raises(NotFoundError, match="No annotation batch named 'x'"):
+            _select_images(s, None, "x", None)

@@ -31,12 +31,14 @@ from annotations.server import (
     stop_server,
 )
 from annotations.sync import (
+    ImageRef,
     PullSummary,
     PushSummary,
     apply_tasks,
     current_project,
     ensure_project,
     fetch_changed_tasks,
+    image_refs,
     missing_files,
     push_tasks,
 )
@@ -185,28 +187,29 @@ def ls_status(ws: Workspace) -> dict:
 
 # ---- push / pull ----------------------------------------------------------------------------
 
-def _select_images(s, image_refs: Sequence[str] | None, batch: str | None, split: str | None) -> tuple[str, list[Image]]:
+def _select_images(s, image_refs: Sequence[str] | None, batch: str | None, split: str | None) -> tuple[str, list[int]]:
+    """(what was chosen, image ids in push order): --images ids/paths, --batch, or the split's initial batch."""
     if image_refs:
         ids = [int(r) for r in image_refs if r.isdigit()]
-        paths = [r for r in image_refs if not r.isdigit()]
-        found = list(s.scalars(select(Image).where(Image.id.in_(ids)))) if ids else []
-        missing = sorted(set(ids) - {im.id for im in found})
-        for p in paths:
-            rel = Path(p).as_posix()
-            hit = s.scalars(select(Image).where(Image.rel_path == rel)).first()
+        known = set()
+        for i in range(0, len(ids), 500):
+            known.update(s.scalars(select(Image.id).where(Image.id.in_(ids[i : i + 500]))))
+        missing: list[str] = [str(i) for i in ids if i not in known]
+        for p in (r for r in image_refs if not r.isdigit()):
+            hit = s.scalars(select(Image.id).where(Image.rel_path == Path(p).as_posix())).first()
             if hit is None:
                 absolute = Path(p).expanduser().resolve()
                 for root in s.scalars(select(DatasetRoot)):
                     if absolute.is_relative_to(root.path):
-                        hit = s.scalars(select(Image).where(
+                        hit = s.scalars(select(Image.id).where(
                             Image.root_id == root.id, Image.rel_path == absolute.relative_to(root.path).as_posix())).first()
             if hit is None:
                 missing.append(p)
             else:
-                found.append(hit)
+                ids.append(hit)
         if missing:
             raise NotFoundError(f"{len(missing)} image(s) not in the workspace, e.g. {missing[0]}", "see `wb status`")
-        return "images given", list({im.id: im for im in found}.values())
+        return "images given", list(dict.fromkeys(ids))
     if batch is None:
         sp = resolve_split(s, split)
         row = s.scalars(select(AnnotationBatch).where(
@@ -218,12 +221,12 @@ def _select_images(s, image_refs: Sequence[str] | None, batch: str | None, split
         if row is None:
             names = ", ".join(s.scalars(select(AnnotationBatch.name))) or "none"
             raise NotFoundError(f"No annotation batch named {batch!r}", f"existing batches: {names}")
-    images = list(s.scalars(select(Image).join(AnnotationBatchItem, AnnotationBatchItem.image_id == Image.id)
-                            .where(AnnotationBatchItem.batch_id == row.id).order_by(AnnotationBatchItem.rank)))
-    return f"batch {row.name}", images
+    ids = list(s.scalars(select(AnnotationBatchItem.image_id).where(AnnotationBatchItem.batch_id == row.id)
+                         .order_by(AnnotationBatchItem.rank)))
+    return f"batch {row.name}", ids
 
 
-def _run_predictions(s, run_id: int, images: Sequence[Image]) -> dict[int, Prediction]:
+def _run_predictions(s, run_id: int, images: Sequence[ImageRef]) -> dict[int, Prediction]:
     run = s.get(Run, run_id)
     if run is None:
         raise NotFoundError(f"No run {run_id}", "see `wb status` for runs")
@@ -237,6 +240,25 @@ def _run_predictions(s, run_id: int, images: Sequence[Image]) -> dict[int, Predi
     return best
 
 
+def _read_config(label_config: Path | None) -> str:
+    path = label_config or LABEL_CONFIG
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise InputError(f"Cannot read the label config {path}: {exc.strerror}") from None
+
+
+def prepare_project(ws: Workspace, *, label_config: Path | None = None, new_project: bool = False) -> int:
+    """Create (or check) the workspace's project and its local-files storages; its id on the server."""
+    config_text = _read_config(label_config)
+    client = client_for(ws)
+    with ws.db.session() as s, _service_errors():
+        roots = list(s.scalars(select(DatasetRoot.path)))
+        row, _ = ensure_project(s, client, config_text, document_root=_document_root(ws, roots),
+                                new=new_project, roots=roots)
+        return row.project_id
+
+
 def push(
     ws: Workspace,
     *,
@@ -248,13 +270,10 @@ def push(
     new_project: bool = False,
 ) -> dict:
     """Send images as tasks (idempotent), optionally with a run's boxes as pre-annotations."""
-    config_path = label_config or LABEL_CONFIG
-    try:
-        config_text = Path(config_path).read_text()
-    except OSError as exc:
-        raise InputError(f"Cannot read the label config {config_path}: {exc.strerror}") from None
+    config_text = _read_config(label_config)
     with ws.db.session() as s:
-        what, chosen = _select_images(s, images, batch, split)
+        what, chosen_ids = _select_images(s, images, batch, split)
+        chosen = image_refs(s, chosen_ids)
         unusable = [im.rel_path for im in chosen if im.status != "ok" or not im.width]
         if unusable:
             raise InputError(f"{len(unusable)} image(s) are unreadable, e.g. {unusable[0]}", "leave them out")
@@ -266,7 +285,8 @@ def push(
         roots = list(s.scalars(select(DatasetRoot.path)))
         client = client_for(ws)
         with _service_errors():
-            row, count = ensure_project(s, client, config_text, document_root=_document_root(ws, roots), new=new_project)
+            row, count = ensure_project(s, client, config_text, document_root=_document_root(ws, roots),
+                                        new=new_project, roots=roots)
             summary: PushSummary = push_tasks(
                 s, client, row, chosen, predictions=preds,
                 model_version=str(predictions_run) if predictions_run is not None else None, server_task_count=count,
