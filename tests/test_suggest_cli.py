@@ -35,7 +35,7 @@ def trained(tmp_path_factory, imported_sample_db):
     det = train_detector(ws, make_config("detector", backbone="mobilenet_v2", epochs=1, image_size=96, limit=6,
                                          batch_size=3, weights="imagenet", device="cpu"), progress=False)
     cls = train_classifier(ws, make_config("classifier", members=("mobilenet_v2", "resnet18"), epochs=1, image_size=64,
-                                           limit=8, batch_size=4, weights="imagenet", allow_fallback=True, device="cpu"),
+                                           limit=8, batch_size=4, weights="none", device="cpu"),
                            progress=False)
     with ws.db.session() as s:
         split_id = s.scalar(select(SplitMember.split_id).limit(1))
