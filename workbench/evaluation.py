@@ -1,6 +1,7 @@
 """Use cases `evaluate_run` (metrics, predictions, report folder) and `make_cam` (CAM overlays)."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import numpy as np
 import torch
 from sqlalchemy import select
 
-from db.models import Image, Prediction, Run
+from db.models import Image, Prediction, Run, Split
 from pipelines import engine
 from pipelines.cam import detector_cam, ensemble_cams, overlay
 from pipelines.data import LABELS, ClassificationDataset, DetectionDataset, ImageRecord, collate_detection, load_grey_rgb
@@ -16,7 +17,7 @@ from pipelines.detection import cam_target_layer
 from pipelines.metrics import classification_metrics, detection_map, mean_iou
 from pipelines.report import plot_confusion, plot_curves, plot_image_grid, plot_roc, write_report
 from workbench.errors import InputError, NotFoundError
-from workbench.training import _build, config_from_dict, get_run, latest_boxes, part_images, to_record
+from workbench.training import build_model, config_from_dict, get_run, latest_boxes, part_images, to_record
 from workbench.workspace import Workspace
 
 PARTS = ("train", "val", "test")
@@ -30,7 +31,7 @@ def load_trained(run: Run, checkpoint: str = "best"):
         state = engine.load_checkpoint(path)
     except engine.CorruptCheckpoint as exc:
         raise InputError(str(exc), f"train run {run.id} again, or resume it with `--resume {run.id}`") from None
-    model = _build(run.kind, config, "none")
+    model = build_model(run.kind, config, "none")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError:
@@ -73,11 +74,7 @@ def evaluate_run(ws: Workspace, run_id: int, part: str = "test", *, checkpoint: 
     with ws.db.session() as s:
         run = get_run(s, run_id)
         model, config = load_trained(run, checkpoint)
-        split_name = None
-        if run.split_id is not None:
-            from db.models import Split
-
-            split_name = s.get(Split, run.split_id).name
+        split_name = s.get(Split, run.split_id).name if run.split_id is not None else None
         _, images = part_images(s, split_name, part)
         if not images:
             raise InputError(f"The {part} part of run {run_id}'s split is empty")
@@ -131,8 +128,6 @@ def evaluate_run(ws: Workspace, run_id: int, part: str = "test", *, checkpoint: 
 
 def _write_report(folder: Path, run_id: int, kind: str, part: str, metrics: dict, history: list, y_true, probs,
                   records: list[ImageRecord], top_boxes, y_pred, config) -> Path:
-    import dataclasses
-
     folder.mkdir(parents=True, exist_ok=True)
     figures = {}
     if history:

@@ -227,7 +227,7 @@ def _update_run(ws: Workspace, run_id: int, **fields) -> None:
             setattr(run, k, v)
 
 
-def _build(kind: str, config: TrainConfig, weights: str | None = None):
+def build_model(kind: str, config: TrainConfig, weights: str | None = None):
     """The model for `config` (weights override: 'none' when a checkpoint supplies them)."""
     policy = weights or config.weights
     try:
@@ -236,6 +236,9 @@ def _build(kind: str, config: TrainConfig, weights: str | None = None):
         return Ensemble(config.members, config.head, policy, allow_fallback=config.allow_fallback, freeze=config.freeze)
     except (WeightsUnavailable, UnknownBackbone, ValueError) as exc:
         raise InputError(str(exc)) from None
+
+
+_build = build_model  # the old private name; benchmarks/suggest_cost.py imports it
 
 
 def _optimizer(config: TrainConfig, model: torch.nn.Module):
@@ -297,7 +300,7 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
         raise InputError(str(exc), "use --device auto or cpu") from None
     generator = engine.seed_everything(config.seed)
     split_id, parts = _training_records(ws, config, kind)
-    model = _build(kind, config, "none" if state else None).to(device)
+    model = build_model(kind, config, "none" if state else None).to(device)
     if resume is None:
         with ws.db.session() as s:
             run = Run(kind=kind, name=config.preset, status="created", config=dataclasses.asdict(config),
