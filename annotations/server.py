@@ -30,6 +30,7 @@ ADMIN_EMAIL = "wb@localhost"
 STATE_FILE = "server.json"
 CREDENTIALS_FILE = "credentials.json"
 LOG_FILE = "server.log"
+LAST_PORT_FILE = "last_port"  # a restart reuses it when free, so bookmarks keep working
 START_TIMEOUT_S = 300.0  # first start runs migrations: ~50 s on 2 cores, more when the machine is busy
 _KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
 
@@ -81,10 +82,23 @@ def load_state(folder: Path) -> ServerState | None:
     return ServerState(**json.loads(path.read_text()))
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(preferred: int | None = None) -> int:
+    """`preferred` when it is free on 127.0.0.1, else any free port."""
+    for wanted in ([preferred] if preferred else []) + [0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", wanted))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError("no free port on 127.0.0.1")
+
+
+def _last_port(folder: Path) -> int | None:
+    try:
+        return int((folder / LAST_PORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def is_answering(url: str, timeout: float = 2.0) -> bool:
@@ -163,7 +177,7 @@ def start_server(
     creds = ensure_credentials(folder)
     data_dir = folder / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
+    port = port or free_port(_last_port(folder))
     url = f"http://127.0.0.1:{port}"
     if is_answering(url):
         raise ServerStartError(f"Something already answers on port {port}", "pick another --port or leave it out")
@@ -177,6 +191,7 @@ def start_server(
         )
     state = ServerState(proc.pid, port, url, str(data_dir), str(document_root), str(log_path))
     (folder / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
+    (folder / LAST_PORT_FILE).write_text(str(port))
     deadline = time.monotonic() + timeout
     while not is_answering(url):
         if proc.poll() is not None:

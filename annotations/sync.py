@@ -89,15 +89,18 @@ def image_refs(session: Session, ids: Sequence[int]) -> list[ImageRef]:
     return [found[i] for i in ids if i in found]
 
 
-def current_project(session: Session, server_url: str) -> LsProject | None:
+def current_project(session: Session, server_key: str) -> LsProject | None:
+    """The live project for a server key (its URL, or `managed:<data dir>` for the server wb runs,
+    whose port may change between starts)."""
     return session.scalars(
-        select(LsProject).where(LsProject.server_url == server_url, LsProject.gone.is_(False)).order_by(LsProject.id.desc())
+        select(LsProject).where(LsProject.server_url == server_key, LsProject.gone.is_(False)).order_by(LsProject.id.desc())
     ).first()
 
 
 def ensure_project(
     session: Session, client: LabelStudioClient, label_config: str, *, document_root: str | None, new: bool = False,
     roots: Sequence[str] = (),
+    server_key: str | None = None,
 ) -> tuple[LsProject, int]:
     """The workspace's project on this server (created once from label_config, then reused) and
     how many tasks the server says it has.
@@ -108,7 +111,8 @@ def ensure_project(
     problem = check_config_labels(label_config)
     if problem:
         raise LabelConfigError(f"The label config does not fit wb: {problem}", "fix annotations/label_config.xml")
-    row = current_project(session, client.url)
+    key = server_key or client.url
+    row = current_project(session, key)
     if row is not None and new:
         row.gone = True
         row = None
@@ -123,7 +127,7 @@ def ensure_project(
             )
         return row, project["task_number"]
     project_id = client.create_project(PROJECT_TITLE, label_config)
-    row = LsProject(server_url=client.url, project_id=project_id, title=PROJECT_TITLE, document_root=document_root,
+    row = LsProject(server_url=key, project_id=project_id, title=PROJECT_TITLE, document_root=document_root,
                     storages={})
     session.add(row)
     session.flush()

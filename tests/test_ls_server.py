@@ -316,7 +316,7 @@ def test_pull_failing_midway_leaves_the_db_unchanged(cli, ws, imported_sample_db
     page = [{"id": 70, "updated_at": "2026-11-26T01:00:00.000000Z", "data": {"wb_image_id": image.id},
              "annotations": [{"id": 700, "was_cancelled": False,
                               "result": [rectangle_result(PixelBox(1, 1, 20, 20), CHEST_CLASSES[label], width, height)]}]}]
-    monkeypatch.setattr(labelling, "client_for", lambda _ws: _FlakyClient(page))
+    monkeypatch.setattr(labelling, "_client_and_key", lambda _ws: (_FlakyClient(page), _FlakyClient.url))
     before = _dump(ws)
     res = cli.run("ls", "pull", code=1)
     assert "not answering" in res.output
@@ -340,3 +340,21 @@ def test_push_selection_by_ids_paths_and_default_batch(ws, imported_sample_db):
             _select_images(s, ["chest_xray/nope.jpeg"], None, None)
         with pytest.raises(NotFoundError, match="No annotation batch named 'x'"):
             _select_images(s, None, "x", None)
+
+
+def test_managed_server_keeps_its_project_across_ports(cli, ws, imported_sample_db):
+    """wb's own server may come back on another port: its project is found by data dir, not URL."""
+    from annotations.server import STATE_FILE
+
+    _use_sample_db(ws, imported_sample_db)
+    folder = ws.folder("ls")
+    data_dir = str(folder / "data")
+    with ws.db.session() as s:
+        s.add(LsProject(server_url=f"managed:{data_dir}", project_id=5, title="t", document_root="/", storages={}))
+    for port in (free_port(), free_port()):
+        state = {"pid": 999999, "port": port, "url": f"http://127.0.0.1:{port}", "data_dir": data_dir,
+                 "document_root": str(SAMPLE.parent), "log": str(folder / "server.log")}
+        (folder / STATE_FILE).write_text(json.dumps(state))
+        info = cli.json("ls", "status")
+        assert (info["url"], info["project_id"], info["managed"], info["running"]) == (state["url"], 5, True, False)
+    assert free_port(port) == port  # a free preferred port is taken as is

@@ -118,13 +118,18 @@ def stop(ws: Workspace) -> bool:
     return stop_server(ls_folder(ws))
 
 
-def _connection(ws: Workspace) -> tuple[str, str | None, str]:
-    """(url, token, where the token came from); url from WB_LS_URL or the server wb started."""
+def _connection(ws: Workspace) -> tuple[str, str | None, str, str]:
+    """(url, token, where the token came from, server key); url from WB_LS_URL or the server wb started.
+
+    The key names the server in the DB: the URL, or `managed:<data dir>` for wb's own server,
+    whose port may change from one start to the next.
+    """
     folder = ls_folder(ws)
     url = os.environ.get("WB_LS_URL")
     state = load_state(folder)
+    key = url
     if not url and state is not None:
-        url = state.url
+        url, key = state.url, f"managed:{state.data_dir}"
     if not url:
         raise ExternalServiceError(
             "No Label Studio server is known to this workspace",
@@ -134,14 +139,18 @@ def _connection(ws: Workspace) -> tuple[str, str | None, str]:
     if not token:
         creds = load_credentials(folder)
         token, source = (creds.token, str(folder / CREDENTIALS_FILE)) if creds else (None, "none")
-    return url.rstrip("/"), token, source
+    return url.rstrip("/"), token, source, key.rstrip("/")
 
 
 def client_for(ws: Workspace) -> LabelStudioClient:
-    url, token, _ = _connection(ws)
+    return _client_and_key(ws)[0]
+
+
+def _client_and_key(ws: Workspace) -> tuple[LabelStudioClient, str]:
+    url, token, _, key = _connection(ws)
     if not token:
         raise ExternalServiceError(f"No API token for {url}", "set WB_LS_TOKEN (Label Studio: Account & Settings)")
-    return LabelStudioClient(url, token)  # a wrong token or a dead server shows on the first call
+    return LabelStudioClient(url, token), key  # a wrong token or a dead server shows on the first call
 
 
 def _document_root(ws: Workspace, roots: Sequence[str]) -> str:
@@ -154,7 +163,7 @@ def _document_root(ws: Workspace, roots: Sequence[str]) -> str:
 
 
 def token(ws: Workspace) -> str:
-    _, tok, _ = _connection(ws)
+    _, tok, _, _ = _connection(ws)
     if not tok:
         raise NotFoundError("No Label Studio token", "run `wb ls serve --detach` or set WB_LS_TOKEN")
     return tok
@@ -163,12 +172,11 @@ def token(ws: Workspace) -> str:
 def ls_status(ws: Workspace) -> dict:
     folder = ls_folder(ws)
     state = load_state(folder)
-    url = os.environ.get("WB_LS_URL") or (state.url if state else None)
-    url = url.rstrip("/") if url else None
-    _, tok, source = _connection(ws) if url else (None, None, "none")
+    known = bool(os.environ.get("WB_LS_URL")) or state is not None
+    url, tok, source, key = _connection(ws) if known else (None, None, "none", None)
     project, tasks = None, 0
     with ws.db.session() as s:
-        project = current_project(s, url) if url else None
+        project = current_project(s, key) if key else None
         if project is not None:
             tasks = s.scalar(select(func.count(LsTask.id)).where(LsTask.ls_project_id == project.id)) or 0
     info = {
@@ -251,11 +259,11 @@ def _read_config(label_config: Path | None) -> str:
 def prepare_project(ws: Workspace, *, label_config: Path | None = None, new_project: bool = False) -> int:
     """Create (or check) the workspace's project and its local-files storages; its id on the server."""
     config_text = _read_config(label_config)
-    client = client_for(ws)
+    client, key = _client_and_key(ws)
     with ws.db.session() as s, _service_errors():
         roots = list(s.scalars(select(DatasetRoot.path)))
         row, _ = ensure_project(s, client, config_text, document_root=_document_root(ws, roots),
-                                new=new_project, roots=roots)
+                                new=new_project, roots=roots, server_key=key)
         return row.project_id
 
 
@@ -283,10 +291,10 @@ def push(
                              "restore the files (or re-import the dataset) and push again")
         preds = _run_predictions(s, predictions_run, chosen) if predictions_run is not None else None
         roots = list(s.scalars(select(DatasetRoot.path)))
-        client = client_for(ws)
+        client, key = _client_and_key(ws)
         with _service_errors():
             row, count = ensure_project(s, client, config_text, document_root=_document_root(ws, roots),
-                                        new=new_project, roots=roots)
+                                        new=new_project, roots=roots, server_key=key)
             summary: PushSummary = push_tasks(
                 s, client, row, chosen, predictions=preds,
                 model_version=str(predictions_run) if predictions_run is not None else None, server_task_count=count,
@@ -297,9 +305,9 @@ def push(
 
 def pull(ws: Workspace, *, progress: bool = True) -> dict:
     """Bring annotations changed since the last pull into the DB (one transaction)."""
-    client = client_for(ws)
+    client, key = _client_and_key(ws)
     with ws.db.session() as s:
-        row = current_project(s, client.url)
+        row = current_project(s, key)
         if row is None:
             raise NotFoundError(f"Nothing was pushed to {client.url} from this workspace", "run `wb ls push` first")
         with _service_errors():

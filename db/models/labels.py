@@ -64,7 +64,9 @@ class LsProject(Base):
     __table_args__ = (Index("ix_ls_project_url", "server_url"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    server_url: Mapped[str] = mapped_column(String, doc="base URL, no trailing slash")
+    server_url: Mapped[str] = mapped_column(
+        String, doc="base URL (no trailing slash), or managed:<data dir> for the server `wb ls serve` runs"
+    )
     project_id: Mapped[int] = mapped_column(Integer, doc="the project's id on that server")
     title: Mapped[str] = mapped_column(String)
     document_root: Mapped[str | None] = mapped_column(String, doc="the server's local-files document root")
