@@ -101,7 +101,13 @@ def serve(ws: Workspace, *, port: int | None = None) -> ServeResult:
 
 
 def wait_until_stopped(ws: Workspace, result: ServeResult) -> None:
-    """Block while the server runs (foreground `wb ls serve`); Ctrl-C stops it."""
+    """Block while the server runs (foreground `wb ls serve`); Ctrl-C or SIGTERM stops it."""
+    import signal
+
+    def _interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if result.process is not None:
             result.process.wait()
