@@ -130,10 +130,6 @@ class LabelStudioClient:
                 project=project, path=path, title=title, use_blob_urls=True
             ).id
 
-    def local_storage_ids(self, project: int) -> set[int]:
-        with self._calling("list storages", project=project):
-            return {s.id for s in self._sdk.import_storage.local.list(project=project)}
-
     def import_tasks(self, project: int, tasks: Sequence[dict]) -> list[int]:
         """Create tasks in one call; returns their ids in the order given.
 
