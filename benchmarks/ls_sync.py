@@ -32,7 +32,8 @@ from sqlalchemy import select  # noqa: E402
 from annotations.client import annotated_query, updated_after_query  # noqa: E402
 from annotations.convert import PixelBox, rectangle_result  # noqa: E402
 from annotations.server import load_credentials  # noqa: E402
-from annotations.sync import OVERLAP_S, local_files_url  # noqa: E402
+from annotations.pull import OVERLAP_S  # noqa: E402
+from annotations.sync import local_files_url  # noqa: E402
 from db.models import Image  # noqa: E402
 from db.models.labels import CHEST_CLASSES, LsProject, LsTask  # noqa: E402
 from workbench import labelling  # noqa: E402

@@ -30,14 +30,12 @@ from annotations.server import (
     start_server,
     stop_server,
 )
+from annotations.pull import PullSummary, apply_tasks, fetch_changed_tasks
 from annotations.sync import (
     ImageRef,
-    PullSummary,
     PushSummary,
-    apply_tasks,
     current_project,
     ensure_project,
-    fetch_changed_tasks,
     image_refs,
     missing_files,
     push_tasks,
