@@ -137,7 +137,8 @@ def _write_report(folder: Path, run_id: int, kind: str, part: str, metrics: dict
     figures["Confusion matrix"] = "confusion.png"
     plot_roc(y_true, probs, folder / "roc.png", metrics.get("roc_auc"))
     figures["ROC curve (pneumonia positive)"] = "roc.png"
-    shown = list(range(len(records)))[:8]
+    # Four of each true class (the part is sorted by id, which groups the classes).
+    shown = [i for i, r in enumerate(records) if r.label == 0][:4] + [i for i, r in enumerate(records) if r.label == 1][:4]
     pictures, titles, boxes = [], [], []
     for i in shown:
         image, _ = load_grey_rgb(records[i].path)
