@@ -66,9 +66,10 @@ def image_refs(session: Session, ids: Sequence[int]) -> list[ImageRef]:
     """ImageRefs for these image ids, in the order given (unknown ids are left out)."""
     found: dict[int, ImageRef] = {}
     cols = (Image.id, DatasetRoot.path, Image.rel_path, Image.label, Image.width, Image.height, Image.status)
-    for i in range(0, len(ids), _CHUNK):
+    step = 5000  # bound parameters per query (SQLite allows 32766)
+    for i in range(0, len(ids), step):
         rows = session.execute(select(*cols).join(DatasetRoot, Image.root_id == DatasetRoot.id)
-                               .where(Image.id.in_(ids[i : i + _CHUNK]))).all()
+                               .where(Image.id.in_(ids[i : i + step]))).all()
         found.update((r[0], ImageRef(*r)) for r in rows)
     return [found[i] for i in ids if i in found]
 
@@ -261,7 +262,7 @@ def push_tasks(
     task_ids = client.import_tasks(row.project_id, tasks)
     if task_ids:
         now = utcnow()
-        session.execute(insert(LsTask), [
+        session.execute(insert(LsTask.__table__), [  # Core executemany: the ORM bulk path costs ~0.1 ms a row
             {"ls_project_id": row.id, "image_id": im.id, "ls_task_id": tid, "pushed_at": now,
              "prediction_runs": [model_version] if "predictions" in t else []}
             for im, t, tid in zip(new_images, tasks, task_ids, strict=True)

@@ -22,7 +22,7 @@ from annotations.errors import ServerUnreachable
 from annotations.server import free_port, server_env, Credentials
 from db.models import Image, Prediction, Run
 from db.models.labels import CHEST_CLASSES, Annotation, LsProject, LsTask
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, Cli
 
 
 def _use_sample_db(ws, imported_sample_db):
@@ -340,6 +340,8 @@ def test_push_selection_by_ids_paths_and_default_batch(ws, imported_sample_db):
             _select_images(s, ["chest_xray/nope.jpeg"], None, None)
         with pytest.raises(NotFoundError, match="No annotation batch named 'x'"):
             _select_images(s, None, "x", None)
+    res = Cli().run("ls", "push", "--images", "999999", code=1)  # unknown id: refused before any server call
+    assert "not in the workspace" in res.output and "999999" in res.output
 
 
 def test_managed_server_keeps_its_project_across_ports(cli, ws, imported_sample_db):

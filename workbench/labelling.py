@@ -202,11 +202,8 @@ def ls_status(ws: Workspace) -> dict:
 def _select_images(s, image_refs: Sequence[str] | None, batch: str | None, split: str | None) -> tuple[str, list[int]]:
     """(what was chosen, image ids in push order): --images ids/paths, --batch, or the split's initial batch."""
     if image_refs:
-        ids = [int(r) for r in image_refs if r.isdigit()]
-        known = set()
-        for i in range(0, len(ids), 500):
-            known.update(s.scalars(select(Image.id).where(Image.id.in_(ids[i : i + 500]))))
-        missing: list[str] = [str(i) for i in ids if i not in known]
+        ids = [int(r) for r in image_refs if r.isdigit()]  # checked when loaded (push: image_refs)
+        missing: list[str] = []
         for p in (r for r in image_refs if not r.isdigit()):
             hit = s.scalars(select(Image.id).where(Image.rel_path == Path(p).as_posix())).first()
             if hit is None:
@@ -286,6 +283,9 @@ def push(
     with ws.db.session() as s:
         what, chosen_ids = _select_images(s, images, batch, split)
         chosen = image_refs(s, chosen_ids)
+        if len(chosen) != len(chosen_ids):
+            unknown = sorted(set(chosen_ids) - {im.id for im in chosen})
+            raise NotFoundError(f"{len(unknown)} image(s) not in the workspace, e.g. {unknown[0]}", "see `wb status`")
         unusable = [im.rel_path for im in chosen if im.status != "ok" or not im.width]
         if unusable:
             raise InputError(f"{len(unusable)} image(s) are unreadable, e.g. {unusable[0]}", "leave them out")
