@@ -25,25 +25,19 @@ wb eda --out "$WB_WORKSPACE/eda"
 # --allow-fallback starts from random weights where they cannot be had.
 if [ -z "${TORCH_HOME:-}" ] && [ -d ../shared/torch-cache ]; then export TORCH_HOME="$(cd ../shared/torch-cache && pwd)"; fi
 run_id() { python -c "import json,sys; print(json.load(sys.stdin)['run_id'])"; }
-DET_RUN=$(wb train detector --backbone mobilenet_v2 --epochs 2 --image-size 160 --batch-size 4 --allow-fallback --threads 1 --json | run_id)
+DET_RUN=$(wb train detector --backbone mobilenet_v2 --epochs 6 --lr 0.01 --image-size 160 --batch-size 4 --allow-fallback --threads 1 --json | run_id)
 wb eval "$DET_RUN" --part test
 wb cam "$DET_RUN" --images sample/kermany/chest_xray/test/PNEUMONIA/person65_virus_123.jpeg
 CLS_RUN=$(wb train classifier --members mobilenet_v2 --head fc2 --epochs 2 --image-size 160 --batch-size 8 --lr 0.0003 --allow-fallback --threads 1 --json | run_id)
 wb eval "$CLS_RUN" --part test
 wb cam "$CLS_RUN" --images sample/kermany/chest_xray/test/PNEUMONIA/person65_virus_123.jpeg
 
-# wb suggest: rank the sample with the newest detector and classifier runs (tiny ones are trained
-# when there are none). Every sample image has a box, so --include-annotated ranks them all (an audit).
-newest_run() { wb status --json | python -c "import json,sys; ids=[r['id'] for r in json.load(sys.stdin)['runs'] if r['kind']=='$1' and r['status']=='done']; print(ids[-1] if ids else '')"; }
-DET_RUN=$(newest_run detector)
-CLS_RUN=$(newest_run classifier)
-if [ -z "$DET_RUN" ]; then
-  DET_RUN=$(wb train detector --backbone mobilenet_v2 --epochs 1 --image-size 128 --limit 8 --allow-fallback --json | python -c "import json,sys; print(json.load(sys.stdin)['run_id'])")
-fi
-if [ -z "$CLS_RUN" ]; then
-  CLS_RUN=$(wb train classifier --members mobilenet_v2 --epochs 1 --image-size 96 --limit 8 --allow-fallback --json | python -c "import json,sys; print(json.load(sys.stdin)['run_id'])")
-fi
+# wb suggest: rank the sample with those two runs. Every sample image has a box, so
+# --include-annotated ranks them all (an audit of where the classifier looks), then draw the top one.
 wb suggest --detector "$DET_RUN" --classifier "$CLS_RUN" -k 5 --include-annotated --parts train,val --csv "$WB_WORKSPACE/suggestions.csv"
+SUGGEST_RUN=$(wb status --json | python -c "import json,sys; print([r['id'] for r in json.load(sys.stdin)['runs'] if r['kind']=='suggest'][-1])")
+TOP_IMAGE=$(python -c "import csv,sys; print(next(csv.DictReader(open(sys.argv[1])))['image'])" "$WB_WORKSPACE/suggestions.csv")
+wb suggest show "$SUGGEST_RUN" "$TOP_IMAGE"
 
 echo
 echo "Demo outputs: database $WB_DB, workspace $WB_WORKSPACE"
