@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--seeds", "0", "--rounds", "2", "--seed-size", "6", "--batch", "4", "--det-size", "64", "--cls-size", "64",
+TINY = ["--seeds", "0", "--rounds", "2", "--seed-size", "6", "--batch", "4", "--det-size", "64", "--cls-size", "64", "--min-steps", "3",
         "--epochs", "1", "--device", "cpu", "--threads", "1"]
 
 
@@ -67,3 +67,13 @@ def test_simulate_errors(cli, boxed, tmp_path):
     (out / "results.json").write_text(json.dumps({"config": {"other": 1}, "rows": [], "full": []}))
     r = cli.run("simulate", *TINY, "--out", out, code=1)
     assert "another configuration" in r.output
+
+
+def test_min_steps_raises_epochs_for_small_sets():
+    from workbench.simulate import SimulateConfig, _epochs
+
+    config = SimulateConfig(epochs=3, min_steps=100)
+    assert _epochs(config, 10) == 10  # 10 batches per epoch: 10 epochs give 100 steps
+    assert _epochs(config, 7) == 15  # ceil(100 / 7)
+    assert _epochs(config, 50) == 3  # already 150 steps
+    assert _epochs(SimulateConfig(epochs=2), 1) == 2

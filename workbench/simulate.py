@@ -70,6 +70,7 @@ class SimulateConfig:
     head: str = "fc2"
     cls_size: int = 128
     epochs: int = 3
+    min_steps: int = 0  # at least this many optimiser steps per training (small labelled sets get more epochs)
     batch_size: int = 8
     det_lr: float = 0.005  # SGD, momentum 0.9
     cls_lr: float = 3e-4  # Adam
@@ -141,6 +142,11 @@ def _load(ws: Workspace, config: SimulateConfig) -> tuple[list[_Item], list[_Ite
 
 # --- training and evaluation ------------------------------------------------------------------
 
+def _epochs(config: SimulateConfig, batches: int) -> int:
+    """Epochs for one training: `epochs`, raised so that small sets still get `min_steps` steps."""
+    return max(config.epochs, -(-config.min_steps // max(batches, 1)))
+
+
 def _train_detector(records: list[ImageRecord], config: SimulateConfig, seed: int, device) -> torch.nn.Module:
     generator = engine.seed_everything(seed)
     try:
@@ -152,7 +158,7 @@ def _train_detector(records: list[ImageRecord], config: SimulateConfig, seed: in
                                          shuffle=True, generator=generator, collate_fn=collate_detection)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.det_lr, momentum=0.9, weight_decay=1e-4)
     task = engine.Task("detector")
-    for _ in range(config.epochs):
+    for _ in range(_epochs(config, len(loader))):
         engine.train_one_epoch(model, opt, loader, device, task, progress=False)
     return model.eval()
 
@@ -167,7 +173,7 @@ def _train_classifier(records: list[ImageRecord], config: SimulateConfig, seed: 
                                          shuffle=True, generator=generator, drop_last=len(records) > config.batch_size)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.cls_lr)
     task = engine.Task("classifier")
-    for _ in range(config.epochs):
+    for _ in range(_epochs(config, len(loader))):
         engine.train_one_epoch(model, opt, loader, device, task, progress=False)
     return model.eval()
 

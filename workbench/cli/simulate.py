@@ -31,6 +31,7 @@ def simulate(
     cls_size: Annotated[int, typer.Option("--cls-size", help="Classifier image size (pixels).")] = 128,
     members: Annotated[str, typer.Option(help="Ensemble members, comma-separated.")] = "mobilenet_v2",
     epochs: Annotated[int, typer.Option(help="Epochs per training.")] = 3,
+    min_steps: Annotated[int, typer.Option("--min-steps", help="At least this many optimiser steps per training (more epochs for small labelled sets).")] = 0,
     weights: Annotated[str, typer.Option(help="imagenet, none or a state_dict PATH (random init when unavailable).")] = "imagenet",
     no_full: Annotated[bool, typer.Option("--no-full", help="Skip the full-pool reference (no label savings).")] = False,
     split: SplitOption = None,
@@ -57,7 +58,7 @@ def simulate(
         split=split, strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()), seeds=_ints(seeds),
         rounds=rounds, seed_size=seed_size, batch=batch, pool_limit=pool_limit or None, test_limit=test_limit or None,
         det_size=det_size, cls_size=cls_size, members=tuple(m.strip() for m in members.split(",") if m.strip()),
-        epochs=epochs, weights=weights, full_reference=not no_full, device=device,
+        epochs=epochs, min_steps=min_steps, weights=weights, full_reference=not no_full, device=device,
     )
     result = run_simulation(workspace(ctx), config, out=out, progress=not json_)
     if json_:
