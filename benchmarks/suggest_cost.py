@@ -50,7 +50,7 @@ def main() -> None:
     from workbench.importing import import_dataset
     from workbench.splitting import SplitConfig, create_split
     from workbench.suggesting import SuggestConfig, list_candidates, suggest
-    from workbench.training import _build, make_config, to_record
+    from workbench.training import build_model, make_config, to_record
     from workbench.workspace import Workspace
 
     torch.set_num_threads(args.threads)
@@ -67,7 +67,7 @@ def main() -> None:
         ("classifier", make_config("classifier", members=tuple(args.members.split(",")), head=args.head,
                                    image_size=args.cls_size, weights="none", device="cpu")),
     ):
-        model = _build(kind, config)
+        model = build_model(kind, config)
         with ws.db.session() as s:
             run = Run(kind=kind, status="done", config=dataclasses.asdict(config))
             s.add(run)

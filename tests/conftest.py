@@ -87,6 +87,7 @@ def imported_sample_db(tmp_path_factory):
     ws.db.dispose()
     return root / "wb.db"
 
+
 def add_csv_boxes(db_path: Path, csv_path: Path = SAMPLE / "chest_boxes.csv") -> int:
     """Test helper: Annotation rows (status valid, source file) from a chest_boxes.csv.
 
@@ -157,3 +158,15 @@ def label_studio(tmp_path_factory, imported_sample_db):
     finally:
         labelling.stop(server_ws)
         server_ws.db.dispose()
+
+
+def require_imagenet_mobilenet_v2() -> None:
+    """Skip unless torchvision's ImageNet MobileNetV2 file is cached (here: ../shared/torch-cache).
+
+    For tests whose assertion needs a pretrained backbone (a 1-epoch detector that finds chests, a
+    classifier that learns a planted marker); everything else runs with `weights="none"`.
+    """
+    import torch
+
+    if not (Path(torch.hub.get_dir()) / "checkpoints" / "mobilenet_v2-b0353104.pth").is_file():
+        pytest.skip("needs torchvision's ImageNet MobileNetV2 weights under $TORCH_HOME (../shared/torch-cache)")

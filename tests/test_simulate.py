@@ -9,7 +9,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 TINY = ["--seeds", "0", "--rounds", "2", "--seed-size", "6", "--batch", "4", "--det-size", "64", "--cls-size", "64", "--min-steps", "3",
-        "--epochs", "1", "--device", "cpu", "--threads", "1"]
+        "--epochs", "1", "--device", "cpu", "--threads", "1", "--weights", "none"]
 
 
 @pytest.fixture

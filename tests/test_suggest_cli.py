@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from db.models import Annotation, Image, Prediction, Run, SplitMember, Suggestion
-from tests.conftest import add_csv_boxes
+from tests.conftest import add_csv_boxes, require_imagenet_mobilenet_v2
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +27,7 @@ def trained(tmp_path_factory, imported_sample_db):
     from workbench.training import make_config, train_classifier, train_detector
     from workbench.workspace import Workspace
 
+    require_imagenet_mobilenet_v2()  # a 1-epoch detector finds chests only from a pretrained start
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("suggest_ws")
     shutil.copyfile(imported_sample_db, root / "wb.db")

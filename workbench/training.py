@@ -238,9 +238,6 @@ def build_model(kind: str, config: TrainConfig, weights: str | None = None):
         raise InputError(str(exc)) from None
 
 
-_build = build_model  # the old private name; benchmarks/suggest_cost.py imports it
-
-
 def _optimizer(config: TrainConfig, model: torch.nn.Module):
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
