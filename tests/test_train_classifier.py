@@ -122,3 +122,15 @@ def test_balanced_loss_weights_are_inverse_class_frequency():
     # by hand: (2 * -ln(1/4) + 0.5 * -ln(3/4)) / (2 + 0.5)
     assert float(loss) == pytest.approx((2 * math.log(4) + 0.5 * math.log(4 / 3)) / 2.5)
     assert correct == 1
+
+
+def test_missing_image_file_is_a_one_line_error(cli, tmp_path, monkeypatch, sample_copy):
+    """A file deleted after import: training stops with one line, not a traceback."""
+    cli.run("import", sample_copy)
+    cli.run("split", "--strategy", "source", "--batch-per-class", "2")
+    gone = next((sample_copy / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))
+    gone.unlink()
+    result = cli.run("train", "classifier", "--members", "mobilenet_v2", "--weights", "none", "--epochs", "1",
+                     "--image-size", "32", code=1)
+    assert result.stderr.startswith("Error: 1 image file(s) of split part 'train' are missing, e.g. ")
+    assert gone.name in result.stderr and "Traceback" not in result.output

@@ -28,7 +28,7 @@ from pipelines.selection import SelectionRules, select_batch
 from workbench.errors import ConflictError, InputError, NotFoundError
 from workbench.evaluation import load_trained
 from workbench.splitting import resolve_split
-from workbench.training import get_run, latest_boxes
+from workbench.training import get_run, latest_boxes, require_files
 from workbench.workspace import Workspace
 
 DEFAULT_WEIGHTS = (("uncertainty", 1.0), ("classifier", 1.0), ("off_lung", 1.0))
@@ -146,6 +146,7 @@ def list_candidates(session, config: SuggestConfig) -> tuple[int, list[Candidate
     if config.limit is not None and len(out) > config.limit:
         picked = sorted(np.random.default_rng(config.seed).choice(len(out), config.limit, replace=False))
         out = [out[i] for i in picked]
+    require_files(out, "the candidate pool")
     return split.id, out
 
 

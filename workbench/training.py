@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from sqlalchemy import select
 
+from annotations.sync import missing_files
 from db.models import Annotation, Image, Run, SplitMember
 from pipelines import engine
 from pipelines.classification import HEADS, Ensemble
@@ -168,7 +169,16 @@ def part_images(session, split_name: str | None, part: str) -> tuple[int, list[I
         .where(SplitMember.split_id == split.id, SplitMember.part == part, Image.status == "ok")
         .order_by(Image.id)
     ))
+    require_files(images, f"split part {part!r}")
     return split.id, images
+
+
+def require_files(images, what: str) -> None:
+    """One-line error, before any model work, when image files have gone from disk."""
+    missing = missing_files(images)
+    if missing:
+        raise InputError(f"{len(missing)} image file(s) of {what} are missing, e.g. {missing[0]}",
+                         "wb reads images where they were imported: restore the folder, or import the new copy")
 
 
 def to_record(image: Image, box=None) -> ImageRecord:
