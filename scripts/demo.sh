@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job on the 48-image sample shipped in sample/: import -> split -> status.
+# The main job on the 48-image sample shipped in sample/: import -> split -> annotations -> audit/eda
+# -> train -> eval -> cam -> suggest.
 # Outputs go to $WB_WORKSPACE (default wb-workspace/demo); the DB to $WB_DB (default <workspace>/wb.db).
 set -euo pipefail
 cd "$(dirname "$0")/.."
