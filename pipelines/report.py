@@ -84,7 +84,7 @@ def plot_image_grid(images: list[np.ndarray], titles: list[str], path: Path, *, 
             if text:
                 ax.text(x0, y0, text, color=colour, fontsize=7, va="bottom")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # multi-line titles are not clipped
     plt.close(fig)
     return path
 
