@@ -22,30 +22,11 @@ Several configurations: --members mobilenet_v2 --members mobilenet_v2,resnet18 (
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SUBSET = REPO.parent / "shared" / "data" / "kermany-subset"
-if (REPO.parent / "shared" / "torch-cache").is_dir():
-    os.environ.setdefault("TORCH_HOME", str(REPO.parent / "shared" / "torch-cache"))
-
-
-def prepare(ws, data: Path, split: str) -> None:
-    """Import and split by source folder (both idempotent)."""
-    from sqlalchemy import select
-
-    from db.models import Split
-    from workbench.importing import import_dataset
-    from workbench.splitting import SplitConfig, create_split
-
-    import_dataset(ws.db, data, progress=False)
-    with ws.db.session() as s:
-        exists = s.scalar(select(Split).where(Split.name == split)) is not None
-    if not exists:
-        create_split(ws.db, split, SplitConfig(strategy="source"))
+from _setup import SUBSET, prepare_source_split  # sets TORCH_HOME to ../shared/torch-cache when present
 
 
 def main() -> None:
@@ -79,7 +60,7 @@ def main() -> None:
 
     ws = Workspace.from_options(workspace=str(args.workspace))
     t0 = time.perf_counter()
-    prepare(ws, args.data, args.split)
+    prepare_source_split(ws, args.data, args.split)
     print(f"setup (import, split): {time.perf_counter() - t0:.0f}s; workspace {args.workspace}")
     rows = []
     for members in args.members or ["mobilenet_v2"]:

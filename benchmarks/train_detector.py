@@ -13,32 +13,19 @@ Short check:  .venv/bin/python benchmarks/train_detector.py --limit 48 --epochs 
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SUBSET = REPO.parent / "shared" / "data" / "kermany-subset"
-if (REPO.parent / "shared" / "torch-cache").is_dir():
-    os.environ.setdefault("TORCH_HOME", str(REPO.parent / "shared" / "torch-cache"))
+from _setup import SUBSET, prepare_source_split  # sets TORCH_HOME to ../shared/torch-cache when present
 
 
 def prepare(ws, data: Path, split: str) -> None:
     """Import, split by source folder, load the chest boxes; each step is idempotent."""
-    from sqlalchemy import select
-
     from annotations.boxfile import records_from_chest_csv, write_box_file
-    from db.models import Split
     from workbench import labelling
-    from workbench.importing import import_dataset
-    from workbench.splitting import SplitConfig, create_split
 
-    import_dataset(ws.db, data, progress=False)
-    with ws.db.session() as s:
-        exists = s.scalar(select(Split).where(Split.name == split)) is not None
-    if not exists:
-        create_split(ws.db, split, SplitConfig(strategy="source"))
+    prepare_source_split(ws, data, split)
     box_file = ws.folder("bench") / "chest_boxes.json"
     if not box_file.is_file():
         write_box_file(box_file, records_from_chest_csv(data / "chest_boxes.csv", data, data / "manifest.csv"))
