@@ -170,3 +170,12 @@ def require_imagenet_mobilenet_v2() -> None:
 
     if not (Path(torch.hub.get_dir()) / "checkpoints" / "mobilenet_v2-b0353104.pth").is_file():
         pytest.skip("needs torchvision's ImageNet MobileNetV2 weights under $TORCH_HOME (../shared/torch-cache)")
+
+
+@pytest.fixture
+def ls_env(label_studio, monkeypatch):
+    """The session's Label Studio, selected through WB_LS_* as a user with their own server would."""
+    monkeypatch.setenv("WB_LS_URL", label_studio["url"])
+    monkeypatch.setenv("WB_LS_TOKEN", label_studio["token"])
+    monkeypatch.setenv("WB_LS_DOCUMENT_ROOT", label_studio["document_root"])
+    return label_studio

@@ -41,14 +41,6 @@ def _dump(ws) -> list[tuple]:
     return anns + projects + tasks
 
 
-@pytest.fixture
-def ls_env(label_studio, monkeypatch):
-    monkeypatch.setenv("WB_LS_URL", label_studio["url"])
-    monkeypatch.setenv("WB_LS_TOKEN", label_studio["token"])
-    monkeypatch.setenv("WB_LS_DOCUMENT_ROOT", label_studio["document_root"])
-    return label_studio
-
-
 def _detector_run(ws, image_ids: list[int]) -> int:
     """A detector run whose boxes are the sample's machine boxes shrunk by 4 px (pre-annotations)."""
     boxes = {r.image: r for r in read_box_file(SAMPLE_BOXES)}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -12,17 +11,7 @@ TINY = ["--seeds", "0", "--rounds", "2", "--seed-size", "6", "--batch", "4", "--
         "--epochs", "1", "--device", "cpu", "--threads", "1", "--weights", "none"]
 
 
-@pytest.fixture
-def boxed(ws, imported_sample_db):
-    from tests.conftest import add_csv_boxes
-
-    ws.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
-    add_csv_boxes(ws.root / "wb.db")
-    return ws
-
-
-def test_simulate_tiny_writes_table_plot_and_savings(cli, boxed, tmp_path, monkeypatch):
+def test_simulate_tiny_writes_table_plot_and_savings(cli, boxed_ws, tmp_path, monkeypatch):
     out = tmp_path / "sim"
     result = cli.json("simulate", *TINY, "--strategies", "random,off_lung", "--out", out)
     rows = result["rows"]
@@ -57,7 +46,7 @@ def test_simulate_tiny_writes_table_plot_and_savings(cli, boxed, tmp_path, monke
     assert again["table"] == result["table"]
 
 
-def test_simulate_errors(cli, boxed, tmp_path):
+def test_simulate_errors(cli, boxed_ws, tmp_path):
     r = cli.run("simulate", *TINY, "--strategies", "magic", code=1)
     assert "Unknown strategy" in r.output
     r = cli.run("simulate", "--seeds", "0", "--seed-size", "500", "--device", "cpu", code=1)

@@ -182,14 +182,6 @@ def test_errors_are_one_line(cli, sws, trained):
     assert "No suggest run" in r.output
 
 
-@pytest.fixture
-def ls_env(label_studio, monkeypatch):
-    monkeypatch.setenv("WB_LS_URL", label_studio["url"])
-    monkeypatch.setenv("WB_LS_TOKEN", label_studio["token"])
-    monkeypatch.setenv("WB_LS_DOCUMENT_ROOT", label_studio["document_root"])
-    return label_studio
-
-
 @pytest.mark.labelstudio
 def test_push_sends_the_batch_in_rank_order_with_detector_boxes(cli, sws, trained, ls_env):
     from label_studio_sdk import LabelStudio
