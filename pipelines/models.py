@@ -7,7 +7,10 @@ or a path to a state_dict saved from the same torchvision model.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,14 @@ class UnknownBackbone(ValueError):
 
 class WeightsUnavailable(RuntimeError):
     """Pretrained weights cannot be had (no cache, no network, bad file)."""
+
+
+class WeightsFallback(UserWarning):
+    """Warned when `allow_fallback` let a backbone start from random weights instead."""
+
+
+def _fall_back(name: str, reason: str) -> None:
+    warnings.warn(f"{name}: {reason}; starting from random weights", WeightsFallback, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ def load_state_dict(name: str, policy: str, *, allow_fallback: bool = False) -> 
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user problem
             if allow_fallback:
+                _fall_back(name, f"cannot read weights file {path} ({type(exc).__name__})")
                 return None
             raise WeightsUnavailable(f"Cannot read weights file {path}: {type(exc).__name__}") from None
     weights = weights_enum(spec)
@@ -87,9 +99,13 @@ def load_state_dict(name: str, policy: str, *, allow_fallback: bool = False) -> 
     try:
         if cached.is_file():
             return torch.load(cached, map_location="cpu", weights_only=True)
-        return weights.get_state_dict(progress=False, check_hash=True)
+        # torch.hub announces the download on stdout, which belongs to `--json` output.
+        with contextlib.redirect_stdout(sys.stderr):
+            return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as exc:  # noqa: BLE001 - offline, proxy, bad hash: one message for all
         if allow_fallback:
+            _fall_back(name, f"ImageNet weights are not cached in {cached.parent} and could not be downloaded "
+                             f"({type(exc).__name__})")
             return None
         raise WeightsUnavailable(
             f"ImageNet weights for {name} are not cached in {cached.parent} and could not be downloaded "

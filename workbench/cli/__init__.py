@@ -5,6 +5,7 @@ line on stderr and exit code 1 (`--debug` shows the traceback instead).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Annotated
 
 import click
@@ -14,10 +15,22 @@ from typer.core import TyperGroup
 from workbench.errors import WorkbenchError
 from workbench.workspace import Workspace
 
+_show_python_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """wb's own warnings (e.g. pipelines.models.WeightsFallback) as one line on stderr."""
+    if category.__module__.startswith(("pipelines", "workbench", "annotations", "db")):
+        typer.secho(f"Warning: {message}", fg="yellow", err=True)
+    else:
+        _show_python_warning(message, category, filename, lineno, file, line)
+
+
 class _WbGroup(TyperGroup):
     """Root group: the one place that maps known exceptions to a message and an exit code."""
 
     def invoke(self, ctx: click.Context):
+        warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
         except WorkbenchError as exc:
