@@ -1,5 +1,6 @@
 """Set-up the training benchmarks share: where the subset and offline weights are, and the
-idempotent import + `--strategy source` split they all start from (through the public use cases)."""
+idempotent import + `--strategy source` split (+ chest boxes) they start from (through the
+public use cases)."""
 from __future__ import annotations
 
 import os
@@ -24,3 +25,16 @@ def prepare_source_split(ws, data: Path, split: str) -> None:
         exists = s.scalar(select(Split).where(Split.name == split)) is not None
     if not exists:
         create_split(ws.db, split, SplitConfig(strategy="source"))
+
+
+def prepare_annotated_source_split(ws, data: Path, split: str) -> None:
+    """`prepare_source_split`, then the subset's machine-made `chest_boxes.csv` loaded as chest
+    boxes (the `wb annotations import` path); each step is idempotent."""
+    from annotations.boxfile import records_from_chest_csv, write_box_file
+    from workbench import labelling
+
+    prepare_source_split(ws, data, split)
+    box_file = ws.folder("bench") / "chest_boxes.json"
+    if not box_file.is_file():
+        write_box_file(box_file, records_from_chest_csv(data / "chest_boxes.csv", data, data / "manifest.csv"))
+    labelling.import_annotations(ws, box_file)

@@ -17,19 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _setup import SUBSET, prepare_source_split  # sets TORCH_HOME to ../shared/torch-cache when present
-
-
-def prepare(ws, data: Path, split: str) -> None:
-    """Import, split by source folder, load the chest boxes; each step is idempotent."""
-    from annotations.boxfile import records_from_chest_csv, write_box_file
-    from workbench import labelling
-
-    prepare_source_split(ws, data, split)
-    box_file = ws.folder("bench") / "chest_boxes.json"
-    if not box_file.is_file():
-        write_box_file(box_file, records_from_chest_csv(data / "chest_boxes.csv", data, data / "manifest.csv"))
-    labelling.import_annotations(ws, box_file)
+from _setup import SUBSET, prepare_annotated_source_split  # sets TORCH_HOME to ../shared/torch-cache when present
 
 
 def main() -> None:
@@ -58,7 +46,7 @@ def main() -> None:
 
     ws = Workspace.from_options(workspace=str(args.workspace))
     t0 = time.perf_counter()
-    prepare(ws, args.data, args.split)
+    prepare_annotated_source_split(ws, args.data, args.split)
     print(f"setup (import, split, boxes): {time.perf_counter() - t0:.0f}s; workspace {args.workspace}")
     rows = []
     for backbone in args.backbones.split(","):

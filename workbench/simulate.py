@@ -354,7 +354,8 @@ def _plot(table: list[dict], full: dict, path: Path) -> None:
             ax.axhline(full[m], color="grey", linestyle="--", label="full pool")
             ax.axhline(0.95 * full[m], color="grey", linestyle=":", label="95% of full")
         ax.set_xlabel("labelled images")
-        ax.set_title({"map50": "chest box mAP@0.5", "roc_auc": "ROC-AUC"}.get(m, m))
+        ax.set_title({"map50": "chest box mAP@0.5", "map50_95": "chest box mAP@[.5:.95]", "accuracy": "accuracy",
+                      "f1": "F1 (pneumonia positive)", "roc_auc": "ROC-AUC"}[m])
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
