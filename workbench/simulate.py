@@ -171,41 +171,43 @@ def _min_steps(config: SimulateConfig, start, full: bool = False) -> int:
     return config.warm_steps if start is not None else config.min_steps
 
 
-def _train_detector(records: list[ImageRecord], config: SimulateConfig, seed: int, device,
-                    start: torch.nn.Module | None = None, full: bool = False) -> torch.nn.Module:
-    """Train from ImageNet weights, or fine-tune a copy of `start` (warm start; `start` is left as is)."""
-    generator = engine.seed_everything(seed)
+def _initial(start: torch.nn.Module | None, build) -> torch.nn.Module:
+    """A copy of `start` (warm start; `start` itself is left as is), else `build()` from ImageNet."""
     try:
-        model = copy.deepcopy(start) if start is not None else build_detector(
-            config.det_backbone, config.weights, image_size=config.det_size, allow_fallback=config.allow_fallback)
-        model = model.to(device)
+        return copy.deepcopy(start) if start is not None else build()
     except (WeightsUnavailable, UnknownBackbone, ValueError) as exc:
         raise InputError(str(exc)) from None
+
+
+def _fit(model: torch.nn.Module, optimizer, loader, kind: str, config: SimulateConfig, device, steps: int) -> torch.nn.Module:
+    task = engine.Task(kind)
+    for _ in range(_epochs(config, len(loader), steps)):
+        engine.train_one_epoch(model, optimizer, loader, device, task, progress=False)
+    return model.eval()
+
+
+def _train_detector(records: list[ImageRecord], config: SimulateConfig, seed: int, device,
+                    start: torch.nn.Module | None = None, full: bool = False) -> torch.nn.Module:
+    """Train from ImageNet weights, or fine-tune a copy of `start`."""
+    generator = engine.seed_everything(seed)
+    model = _initial(start, lambda: build_detector(config.det_backbone, config.weights, image_size=config.det_size,
+                                                   allow_fallback=config.allow_fallback)).to(device)
     loader = torch.utils.data.DataLoader(DetectionDataset(records, config.det_size), batch_size=config.batch_size,
                                          shuffle=True, generator=generator, collate_fn=collate_detection)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.det_lr, momentum=0.9, weight_decay=1e-4)
-    task = engine.Task("detector")
-    for _ in range(_epochs(config, len(loader), _min_steps(config, start, full))):
-        engine.train_one_epoch(model, opt, loader, device, task, progress=False)
-    return model.eval()
+    return _fit(model, opt, loader, "detector", config, device, _min_steps(config, start, full))
 
 
 def _train_classifier(records: list[ImageRecord], config: SimulateConfig, seed: int, device,
                       start: torch.nn.Module | None = None, full: bool = False) -> torch.nn.Module:
+    """Train from ImageNet weights, or fine-tune a copy of `start`."""
     generator = engine.seed_everything(seed)
-    try:
-        model = copy.deepcopy(start) if start is not None else Ensemble(
-            config.members, config.head, config.weights, allow_fallback=config.allow_fallback)
-        model = model.to(device)
-    except (WeightsUnavailable, UnknownBackbone, ValueError) as exc:
-        raise InputError(str(exc)) from None
+    model = _initial(start, lambda: Ensemble(config.members, config.head, config.weights,
+                                             allow_fallback=config.allow_fallback)).to(device)
     loader = torch.utils.data.DataLoader(ClassificationDataset(records, config.cls_size), batch_size=config.batch_size,
                                          shuffle=True, generator=generator, drop_last=len(records) > config.batch_size)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.cls_lr)
-    task = engine.Task("classifier")
-    for _ in range(_epochs(config, len(loader), _min_steps(config, start, full))):
-        engine.train_one_epoch(model, opt, loader, device, task, progress=False)
-    return model.eval()
+    return _fit(model, opt, loader, "classifier", config, device, _min_steps(config, start, full))
 
 
 def _evaluate(det, cls, test: list[_Item], config: SimulateConfig, device) -> dict:
@@ -315,6 +317,7 @@ def versus_random(rows: list[dict], strategies, metrics=METRICS) -> dict:
     """
     by = {(r["seed"], r["strategy"], r["round"]): r for r in rows}
     seeds = sorted({r["seed"] for r in rows})
+    rounds = sorted({r["round"] for r in rows if r["round"] >= 1})
     out: dict = {}
     for strategy in strategies:
         if strategy == "random":
@@ -323,10 +326,8 @@ def versus_random(rows: list[dict], strategies, metrics=METRICS) -> dict:
         for m in metrics:
             gains = []
             for seed in seeds:
-                diffs = [by[(seed, strategy, rnd)][m] - by[(seed, "random", rnd)][m]
-                         for (sd, st, rnd) in by if sd == seed and st == strategy and rnd >= 1
-                         and (seed, "random", rnd) in by and by[(sd, st, rnd)][m] is not None
-                         and by[(seed, "random", rnd)][m] is not None]
+                pairs = [(by.get((seed, strategy, rnd), {}).get(m), by.get((seed, "random", rnd), {}).get(m)) for rnd in rounds]
+                diffs = [a - b for a, b in pairs if a is not None and b is not None]
                 if diffs:
                     gains.append(float(np.mean(diffs)))
             out[strategy][m] = None if not gains else {
@@ -362,30 +363,34 @@ def _plot(table: list[dict], full: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _strategy_table(title: str, per_strategy: dict, cell) -> list[str]:
+    """Markdown lines: `title`, then one row per strategy with `cell(value)` per metric."""
+    lines = ["", title, "", "| strategy | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for strategy, per in per_strategy.items():
+        lines.append(f"| {strategy} | " + " | ".join(cell(per[m]) for m in METRICS) + " |")
+    return lines
+
+
 def _write_table(result: SimulateResult, pool_size: int, path: Path) -> None:
     lines = ["| strategy | round | labelled | " + " | ".join(METRICS) + " |", "|---|---|---|" + "---|" * len(METRICS)]
     for e in result.table:
         cells = ["n/a" if e[m] is None else f"{e[m]:.3f} ± {e[f'{m}_std']:.3f}" for m in METRICS]
         lines.append(f"| {e['strategy']} | {e['round']} | {e['labelled']} | " + " | ".join(cells) + " |")
     lines += ["", f"Full pool ({pool_size} images): " + ", ".join(
-        f"{m} {'n/a' if v is None else f'{v:.3f}'}" for m, v in result.full.items()), "",
-        "Fraction of the pool labelled when the mean first reaches 95% of the full-pool metric (- = not reached):", "",
-        "| strategy | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    for strategy, per in result.savings.items():
-        lines.append(f"| {strategy} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in per.values()) + " |")
+        f"{m} {'n/a' if v is None else f'{v:.3f}'}" for m, v in result.full.items())]
+
+    def share(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    lines += _strategy_table("Fraction of the pool labelled when the mean first reaches 95% of the full-pool metric "
+                             "(- = not reached):", result.savings, share)
     if result.match_random:
-        lines += ["", "Share of the budget at which the mean first matches random's final round (1.00 = no saving, - = never):", "",
-                  "| strategy | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-        for strategy, per in result.match_random.items():
-            lines.append(f"| {strategy} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in per.values()) + " |")
+        lines += _strategy_table("Share of the budget at which the mean first matches random's final round "
+                                 "(1.00 = no saving, - = never):", result.match_random, share)
     if result.vs_random:
-        lines += ["", "Gain over random, paired by seed: mean over rounds 1.. of (strategy - random), "
-                  "mean ± std over seeds (seeds where it is > 0):", "",
-                  "| strategy | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-        for strategy, per in result.vs_random.items():
-            cells = ["n/a" if g is None else f"{g['mean']:+.3f} ± {g['std']:.3f} ({g['wins']}/{g['seeds']})"
-                     for g in per.values()]
-            lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+        lines += _strategy_table("Gain over random, paired by seed: mean over rounds 1.. of (strategy - random), "
+                                 "mean ± std over seeds (seeds where it is > 0):", result.vs_random,
+                                 lambda g: "n/a" if g is None else f"{g['mean']:+.3f} ± {g['std']:.3f} ({g['wins']}/{g['seeds']})")
     path.write_text("\n".join(lines) + "\n")
 
 
