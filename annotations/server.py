@@ -2,8 +2,10 @@
 
 Everything lives in one folder (`<workspace>/ls/`): `data/` (the server's own database and
 media), `server.log`, `server.json` (pid, port, URL, document root; no secrets) and
-`credentials.json` (admin e-mail, password and API token; mode 0600). The token is never
-written anywhere else.
+`credentials.json` (admin e-mail, password and API token). The token is never written anywhere
+else by wb, but Label Studio keeps it (and the password hash) in `data/label_studio.sqlite3`: the
+folder is 0700 and its files 0600 (the server runs with umask 077; an older folder is tightened
+on the next start).
 
 The server is spawned with a clean environment: Label Studio reads `LABEL_STUDIO_X`, then
 `HEARTEX_X`, then bare `X`, so a stray USERNAME, PASSWORD, HOST or PORT would leak in.
@@ -33,6 +35,7 @@ LOG_FILE = "server.log"
 LAST_PORT_FILE = "last_port"  # a restart reuses it when free, so bookmarks keep working
 START_TIMEOUT_S = 300.0  # first start runs migrations: ~50 s on 2 cores, more when the machine is busy
 _KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
+PRIVATE_UMASK = 0o077  # what the server creates in data/ is readable by its owner only
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,21 @@ def ensure_credentials(folder: Path) -> Credentials:
     with os.fdopen(fd, "w") as fh:
         json.dump(asdict(creds), fh)
     return creds
+
+
+def make_private(folder: Path) -> None:
+    """`folder` and everything below it: owner-only (dirs 0700, files 0600); links are left alone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o700)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
 
 
 def load_state(folder: Path) -> ServerState | None:
@@ -165,7 +183,7 @@ def start_server(
     Returns the state and the process (None when a server wb started is already running here).
     A server from an earlier run whose document root differs is an error: stop it first.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private(folder)  # a folder from an older wb may hold a 0644 database with the token
     current = load_state(folder)
     if current is not None and pid_alive(current.pid) and is_answering(current.url):
         if Path(current.document_root) != document_root:
@@ -176,7 +194,7 @@ def start_server(
         return current, None
     creds = ensure_credentials(folder)
     data_dir = folder / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, exist_ok=True)
     port = port or free_port(_last_port(folder))
     url = f"http://127.0.0.1:{port}"
     if is_answering(url):
@@ -184,10 +202,11 @@ def start_server(
     log_path = folder / LOG_FILE
     cmd = [label_studio_executable(), "start", "--no-browser", "--internal-host", "127.0.0.1",
            "--port", str(port), "--data-dir", str(data_dir)]
-    with open(log_path, "ab") as log:
+    with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         proc = subprocess.Popen(
             cmd, env=server_env(creds, data_dir, document_root), stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, cwd=folder, start_new_session=True,  # Ctrl-C in a shell does not reach it
+            umask=PRIVATE_UMASK,
         )
     state = ServerState(proc.pid, port, url, str(data_dir), str(document_root), str(log_path))
     (folder / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))

@@ -228,6 +228,14 @@ def test_server_started_like_wb_ls_serve(cli, label_studio):
     # data dir inside the workspace; document root above the imported sample
     assert Path(label_studio["document_root"]) == SAMPLE.parent
     assert (label_studio["folder"] / "data").is_dir()
+    # Label Studio's own database holds the API token and the password hash: owner-only (issue 13.8).
+    data = label_studio["folder"] / "data"
+    assert (data / "label_studio.sqlite3").is_file()
+    assert stat.S_IMODE(label_studio["folder"].stat().st_mode) == 0o700
+    modes = {str(p.relative_to(data)): stat.S_IMODE(p.lstat().st_mode) for p in [data, *data.rglob("*")]}
+    loose = {p: oct(m) for p, m in modes.items() if m != (0o700 if (data / p).is_dir() else 0o600)}
+    assert loose == {} and len(modes) > 2
+    assert stat.S_IMODE((label_studio["folder"] / "server.log").stat().st_mode) == 0o600
     env = dict(kv.split("=", 1) for kv in Path(f"/proc/{label_studio['pid']}/environ").read_text().split("\0") if "=" in kv)
     assert "USERNAME" not in env and "PORT" not in env
     assert env["COLLECT_ANALYTICS"] == "false" and env["LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED"] == "true"
@@ -244,6 +252,28 @@ def test_server_env_is_clean(monkeypatch, tmp_path):
     assert env["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] == str(tmp_path)
     assert env["LATEST_VERSION_CHECK"] == "false" and env["SENTRY_DSN"] == ""
     assert "tok123" not in repr(Credentials("a@b", "pw", "tok123"))
+
+
+def test_an_older_ls_folder_is_made_private(tmp_path):
+    from annotations.server import make_private
+
+    folder = tmp_path / "ls"
+    (folder / "data" / "media").mkdir(parents=True)
+    for path in (folder / "data" / "label_studio.sqlite3", folder / "data" / "media" / "x.jpg", folder / "server.log"):
+        path.write_text("x")
+        path.chmod(0o644)
+    for path in (folder, folder / "data", folder / "data" / "media"):
+        path.chmod(0o755)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    elsewhere.chmod(0o755)
+    (folder / "data" / "link").symlink_to(elsewhere)  # a link's target is not ours to change
+    make_private(folder)
+    modes = {str(p.relative_to(folder)): oct(stat.S_IMODE(p.stat().st_mode)) for p in folder.rglob("*") if not p.is_symlink()}
+    assert modes == {"data": "0o700", "data/media": "0o700", "data/label_studio.sqlite3": "0o600",
+                     "data/media/x.jpg": "0o600", "server.log": "0o600"}
+    assert oct(stat.S_IMODE(folder.stat().st_mode)) == "0o700"
+    assert oct(stat.S_IMODE(elsewhere.stat().st_mode)) == "0o755"
 
 
 def test_no_server_known_is_a_clear_error(cli, ws, imported_sample_db, monkeypatch):
