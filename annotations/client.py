@@ -3,7 +3,8 @@
 `LabelStudioClient` wraps the SDK calls wb needs and turns its failures into
 annotations.errors (wrong token, server down, project gone, rejected config). Tasks and
 annotations come back as plain dicts. The token lives only in the SDK client object: it is
-never logged, stored, or part of `repr`.
+never logged, stored, or part of `repr`. The SDK (about a second to import) is loaded when the
+first client is made, so commands that never talk to a server do not pay for it.
 """
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import httpx
-from label_studio_sdk import LabelStudio
-from label_studio_sdk.core.api_error import ApiError
 
 from annotations.errors import AuthRejected, LabelConfigError, LabelStudioError, ProjectGone, ServerUnreachable
 
@@ -53,10 +52,19 @@ def _as_dict(obj) -> dict:
     return obj.model_dump(mode="json")
 
 
+def _api_error() -> type[Exception]:
+    """The SDK's HTTP error class (imported on first use: see the module docstring)."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    return ApiError
+
+
 class LabelStudioClient:
     """One server, one token. Methods raise annotations.errors, never SDK or httpx errors."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 60.0):
+        from label_studio_sdk import LabelStudio
+
         self.url = url.rstrip("/")
         # Plain http (the local server): skip loading the CA bundle, ~40 ms per client.
         http = httpx.Client(timeout=timeout, verify=False) if self.url.startswith("http://") else None
@@ -67,9 +75,10 @@ class LabelStudioClient:
 
     @contextmanager
     def _calling(self, what: str, *, project: int | None = None):
+        api_error = _api_error()
         try:
             yield
-        except ApiError as exc:
+        except api_error as exc:
             code = exc.status_code
             if code in (401, 403):
                 raise AuthRejected(
@@ -146,7 +155,7 @@ class LabelStudioClient:
                 content=body, headers={"Content-Type": "application/json"},
             )
             if not 200 <= response.status_code < 300:
-                raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=_json_or_text(response))
+                raise _api_error()(status_code=response.status_code, headers=dict(response.headers), body=_json_or_text(response))
         ids = list(response.json().get("task_ids") or [])
         if len(ids) != len(tasks):
             raise LabelStudioError(f"Label Studio created {len(ids)} tasks for {len(tasks)} sent")
@@ -175,7 +184,7 @@ class LabelStudioClient:
                     "api/tasks/", method="GET", params={k: v for k, v in params.items() if v is not None}
                 )
                 if not 200 <= response.status_code < 300:
-                    raise ApiError(status_code=response.status_code, headers=dict(response.headers),
+                    raise _api_error()(status_code=response.status_code, headers=dict(response.headers),
                                    body=_json_or_text(response))
             body = response.json()
             items = body.get("tasks") or []

@@ -31,10 +31,10 @@ def prepare_annotated_source_split(ws, data: Path, split: str) -> None:
     """`prepare_source_split`, then the subset's machine-made `chest_boxes.csv` loaded as chest
     boxes (the `wb annotations import` path); each step is idempotent."""
     from annotations.boxfile import records_from_chest_csv, write_box_file
-    from workbench import labelling
+    from workbench.boxfiles import import_annotations
 
     prepare_source_split(ws, data, split)
     box_file = ws.folder("bench") / "chest_boxes.json"
     if not box_file.is_file():
         write_box_file(box_file, records_from_chest_csv(data / "chest_boxes.csv", data, data / "manifest.csv"))
-    labelling.import_annotations(ws, box_file)
+    import_annotations(ws, box_file)

@@ -49,8 +49,9 @@ def main() -> None:
     from workbench.evaluation import load_trained
     from workbench.importing import import_dataset
     from workbench.splitting import SplitConfig, create_split
-    from workbench.suggesting import SuggestConfig, list_candidates, suggest
-    from workbench.training import build_model, make_config, to_record
+    from workbench.configs import SuggestConfig, make_config
+    from workbench.suggesting import list_candidates, suggest
+    from workbench.training import build_model, to_record
     from workbench.workspace import Workspace
 
     torch.set_num_threads(args.threads)

@@ -55,7 +55,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from workbench.evaluation import evaluate_run
-    from workbench.training import make_config, train_classifier
+    from workbench.configs import make_config
+    from workbench.training import train_classifier
     from workbench.workspace import Workspace
 
     ws = Workspace.from_options(workspace=str(args.workspace))

@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from pipelines.models import build_feature_extractor, get_layer, get_spec
-
-HEADS = ("fc1", "fc2")
+from pipelines.registry import HEADS
 
 
 class Ensemble(nn.Module):

@@ -17,9 +17,9 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image as PILImage
 
 from db.models.labels import DETECTOR_CLASSES  # ("background", "normal chest", "pneumonia chest")
+from pipelines.registry import AUGMENTATIONS
 
 LABELS = ("NORMAL", "PNEUMONIA")  # class index 0, 1 for the classifier (pneumonia positive)
-AUGMENTATIONS = ("none", "affine", "rotate")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -16,9 +16,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
 from pipelines.data import DETECTOR_CLASSES
-from pipelines.models import WeightsUnavailable, weights_enum, build_classification_model, get_spec, load_state_dict
-
-DETECTOR_BACKBONES = ("mobilenet_v2", "mobilenet_v3", "resnet50")
+from pipelines.models import WeightsUnavailable, build_classification_model, get_spec, load_state_dict, weights_enum
+from pipelines.registry import DETECTOR_BACKBONES
 
 
 def build_detector(backbone: str, weights: str = "none", *, image_size: int = 512, allow_fallback: bool = False,

@@ -1,7 +1,8 @@
-"""A small registry of ImageNet backbones (timm-style), used by the detector and the ensemble.
+"""Builds the ImageNet backbones of the registry (`pipelines.registry`, timm-style) for the detector
+and the ensemble.
 
-Each entry names a torchvision classification model, its weights enum, the width of its pooled
-features and the layer Grad-CAM should look at. `weights` policy everywhere:
+Each registry entry names a torchvision classification model, its weights enum, the width of its
+pooled features and the layer Grad-CAM should look at. `weights` policy everywhere:
 `imagenet` (torchvision's weights API: $TORCH_HOME cache, else download), `none` (random init),
 or a path to a state_dict saved from the same torchvision model.
 """
@@ -11,16 +12,13 @@ import contextlib
 import os
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
 
-
-class UnknownBackbone(ValueError):
-    """A name that is not in the registry."""
+from pipelines.registry import BACKBONES, REGISTRY, BackboneSpec, UnknownBackbone, get_spec  # noqa: F401 - re-exported
 
 
 class WeightsUnavailable(RuntimeError):
@@ -33,38 +31,6 @@ class WeightsFallback(UserWarning):
 
 def _fall_back(name: str, reason: str) -> None:
     warnings.warn(f"{name}: {reason}; starting from random weights", WeightsFallback, stacklevel=3)
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    name: str
-    builder: str  # torchvision.models function name
-    weights: str  # torchvision weights enum member, e.g. "MobileNet_V2_Weights.IMAGENET1K_V1"
-    feature_dim: int  # width of the pooled feature vector once the classifier is removed
-    head_attr: str  # attribute holding the ImageNet classifier (replaced by Identity)
-    cam_layer: str  # dotted path of the layer Grad-CAM hooks (last conv block)
-    min_size: int = 32  # smallest input side the network accepts
-
-
-REGISTRY: dict[str, BackboneSpec] = {
-    s.name: s
-    for s in (
-        BackboneSpec("mobilenet_v2", "mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1", 1280, "classifier", "features.18"),
-        BackboneSpec("mobilenet_v3", "mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", 960, "classifier", "features.16"),
-        BackboneSpec("resnet18", "resnet18", "ResNet18_Weights.IMAGENET1K_V1", 512, "fc", "layer4"),
-        BackboneSpec("resnet50", "resnet50", "ResNet50_Weights.IMAGENET1K_V1", 2048, "fc", "layer4"),
-        BackboneSpec("densenet121", "densenet121", "DenseNet121_Weights.IMAGENET1K_V1", 1024, "classifier", "features.norm5"),
-        BackboneSpec("inception_v3", "inception_v3", "Inception_V3_Weights.IMAGENET1K_V1", 2048, "fc", "Mixed_7c", min_size=75),
-    )
-}
-BACKBONES = tuple(REGISTRY)
-
-
-def get_spec(name: str) -> BackboneSpec:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise UnknownBackbone(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}") from None
 
 
 def weights_enum(spec: BackboneSpec):

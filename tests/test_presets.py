@@ -5,7 +5,7 @@ import pytest
 
 from pipelines.presets import CLASSIFIER_PRESETS, DETECTOR_PRESETS
 from workbench.errors import InputError
-from workbench.training import ClassifierConfig, DetectorConfig, make_config
+from workbench.configs import ClassifierConfig, DetectorConfig, make_config
 
 
 @pytest.mark.parametrize("name", sorted(CLASSIFIER_PRESETS))

@@ -48,7 +48,8 @@ def test_off_lung_attention_ranks_marker_images_first(sample_copy, tmp_path, rec
     from workbench.evaluation import load_trained
     from workbench.importing import import_dataset
     from workbench.splitting import SplitConfig, create_split
-    from workbench.training import make_config, train_classifier
+    from workbench.configs import make_config
+    from workbench.training import train_classifier
     from workbench.workspace import Workspace
 
     torch.set_num_threads(1)

@@ -24,7 +24,8 @@ def trained(tmp_path_factory, imported_sample_db):
     """(workspace root with wb.db, detector run id, classifier run id)."""
     import torch
 
-    from workbench.training import make_config, train_classifier, train_detector
+    from workbench.configs import make_config
+    from workbench.training import train_classifier, train_detector
     from workbench.workspace import Workspace
 
     require_imagenet_mobilenet_v2()  # a 1-epoch detector finds chests only from a pretrained start
@@ -57,7 +58,8 @@ def sws(trained, ws):
 
 def _pool(ws) -> dict[str, Image]:
     """Unlabelled, un-batched first copies of the train part, by relative path."""
-    from workbench.suggesting import SuggestConfig, list_candidates
+    from workbench.configs import SuggestConfig
+    from workbench.suggesting import list_candidates
 
     with ws.db.session() as s:
         _, cands = list_candidates(s, SuggestConfig(detector_run=0, classifier_run=0))

@@ -17,7 +17,8 @@ from pipelines.detection import cam_target_layer
 from pipelines.metrics import classification_metrics, detection_map, mean_iou
 from pipelines.report import plot_confusion, plot_curves, plot_image_grid, plot_roc, write_report
 from workbench.errors import InputError, NotFoundError
-from workbench.training import build_model, config_from_dict, get_run, latest_boxes, part_images, to_record
+from workbench.configs import config_from_dict
+from workbench.training import build_model, get_run, latest_boxes, part_images, to_record
 from workbench.workspace import Workspace
 
 PARTS = ("train", "val", "test")

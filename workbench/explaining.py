@@ -10,7 +10,8 @@ from sqlalchemy import select
 from db.models import Image, Prediction, Run, Suggestion
 from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool
 from workbench.errors import NotFoundError
-from workbench.suggesting import SuggestConfig, load_models
+from workbench.configs import SuggestConfig
+from workbench.suggesting import load_models
 from workbench.training import latest_boxes
 from workbench.workspace import Workspace
 

@@ -45,9 +45,9 @@ from pipelines.models import UnknownBackbone, WeightsUnavailable
 from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool, detect_with_flip
 from pipelines.selection import SelectionRules, select_batch
 from pipelines.splits import pick_per_class
+from workbench.configs import DEFAULT_WEIGHTS
 from workbench.errors import InputError
 from workbench.splitting import resolve_split
-from workbench.suggesting import DEFAULT_WEIGHTS
 from workbench.training import latest_boxes
 from workbench.workspace import Workspace
 

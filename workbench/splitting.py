@@ -9,20 +9,8 @@ from sqlalchemy import delete, select
 from db import Database
 from db.models import AnnotationBatch, AnnotationBatchItem, Image, Split, SplitMember
 from pipelines.splits import check_ratios, grouped_split, pick_per_class, random_split, union_groups
+from workbench.configs import STRATEGIES, SplitConfig
 from workbench.errors import ConflictError, InputError, NotFoundError
-
-STRATEGIES = ("grouped", "random", "source")
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """How to split. Stored as the split's params."""
-
-    strategy: str = "grouped"
-    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 42
-    batch_per_class: int = 200  # first annotation batch: this many NORMAL + this many PNEUMONIA
-
 
 @dataclass
 class SplitSummary:

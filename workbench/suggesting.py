@@ -25,37 +25,12 @@ from db.models.labels import LsTask
 from pipelines import active, engine
 from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool, detect_with_flip
 from pipelines.selection import SelectionRules, select_batch
+from workbench.configs import SuggestConfig, validate_suggest_config
 from workbench.errors import ConflictError, InputError, NotFoundError
 from workbench.evaluation import load_trained
 from workbench.splitting import resolve_split
 from workbench.training import get_run, latest_boxes, require_files
 from workbench.workspace import Workspace
-
-DEFAULT_WEIGHTS = (("uncertainty", 1.0), ("classifier", 1.0), ("off_lung", 1.0))
-PARTS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class SuggestConfig:
-    """What to rank and how to pick. Stored as the suggest run's config JSON."""
-
-    detector_run: int
-    classifier_run: int
-    k: int = 20  # batch size
-    split: str | None = None  # None = the newest split
-    parts: tuple[str, ...] = ("train",)  # split parts the candidates come from
-    weights: tuple[tuple[str, float], ...] = DEFAULT_WEIGHTS  # component -> weight on its normalised rank
-    per_patient: int = 1  # at most this many images of one patient (0 = no cap)
-    phash_distance: int = 4  # near-duplicate threshold in bits (-1 = off)
-    balance: bool = False  # at most ceil(k / 2) per label, then fill by rank
-    diversity: bool = False  # k-center greedy over the classifier's embeddings within the top 3k
-    seed: int = 0
-    include_annotated: bool = False  # also rank annotated, batched and pushed images (an audit of the parts)
-    limit: int | None = None  # score at most this many candidates (drawn with `seed`)
-    batch_size: int = 8
-    device: str = "auto"
-    checkpoint: str = "best"  # best | last
-
 
 @dataclass
 class SuggestResult:
@@ -69,45 +44,6 @@ class SuggestResult:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def parse_weights(text: str | None) -> tuple[tuple[str, float], ...]:
-    """'uncertainty=1,off_lung=2' -> (("uncertainty", 1.0), ("off_lung", 2.0)); names checked."""
-    if not text:
-        return DEFAULT_WEIGHTS
-    out: dict[str, float] = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        name = active.ALIASES.get(name.strip(), name.strip())
-        try:
-            weight = float(value) if sep else float("nan")
-        except ValueError:
-            weight = float("nan")
-        if not np.isfinite(weight) or weight < 0:
-            raise InputError(f"Bad weight {part!r}", "give name=number pairs, e.g. --weights uncertainty=1,off_lung=1")
-        if name not in active.COMPONENTS:
-            raise InputError(f"Unknown score component {name!r}", f"choose from {', '.join(active.COMPONENTS)}")
-        out[name] = weight
-    if sum(out.values()) <= 0:
-        raise InputError("At least one weight must be positive", "e.g. --weights off_lung=1")
-    return tuple(out.items())
-
-
-def _validate(config: SuggestConfig) -> None:
-    if config.k < 1:
-        raise InputError("-k must be at least 1")
-    bad = [p for p in config.parts if p not in PARTS]
-    if bad or not config.parts:
-        raise InputError(f"Unknown split part {bad[0] if bad else '(none)'!r}", "choose from train, val, test")
-    if config.per_patient < 0:
-        raise InputError("--per-patient must be >= 0 (0 = no cap)")
-    if config.batch_size < 1:
-        raise InputError("--batch-size must be at least 1")
-    if config.limit is not None and config.limit < 1:
-        raise InputError("--limit must be at least 1")
-    if config.checkpoint not in ("best", "last"):
-        raise InputError(f"Unknown checkpoint {config.checkpoint!r}", "best or last")
-    parse_weights(",".join(f"{k}={v}" for k, v in config.weights))
 
 
 # --- candidates -------------------------------------------------------------------------------
@@ -360,7 +296,7 @@ def rank_pool(preds: list[Prediction], candidates: list[Candidate], config: Sugg
 
 def suggest(ws: Workspace, config: SuggestConfig, *, push: bool = False, progress: bool = True) -> SuggestResult:
     """Score the candidate pool (resuming an interrupted run of the same config), store and return the batch."""
-    _validate(config)
+    validate_suggest_config(config)
     t0 = time.perf_counter()
     with ws.db.session() as s:
         get_run(s, config.detector_run, ("detector",))

@@ -20,60 +20,14 @@ from sqlalchemy import select
 from annotations.sync import missing_files
 from db.models import Annotation, Image, Run, SplitMember
 from pipelines import engine
-from pipelines.classification import HEADS, Ensemble
-from pipelines.data import AUGMENTATIONS, ClassificationDataset, DetectionDataset, ImageRecord, collate_detection
-from pipelines.detection import DETECTOR_BACKBONES, build_detector
-from pipelines.models import BACKBONES, UnknownBackbone, WeightsUnavailable, get_spec
-from pipelines.presets import UnknownPreset, get_preset
+from pipelines.classification import Ensemble
+from pipelines.data import ClassificationDataset, DetectionDataset, ImageRecord, collate_detection
+from pipelines.detection import build_detector
+from pipelines.models import UnknownBackbone, WeightsUnavailable
+from workbench.configs import ClassifierConfig, DetectorConfig, TrainConfig, config_from_dict, validate_train_config
 from workbench.errors import ConflictError, InputError, NotFoundError, WorkbenchError
 from workbench.splitting import resolve_split
 from workbench.workspace import Workspace
-
-OPTIMIZERS = ("sgd", "adam")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings both trainers share. Stored as the run's config JSON."""
-
-    split: str | None = None  # split name; None = the newest split
-    epochs: int = 10
-    image_size: int = 512  # pixels; images are squashed to image_size x image_size
-    batch_size: int = 4
-    optimizer: str = "sgd"  # sgd (momentum 0.9, weight decay 1e-4) | adam
-    lr: float | None = None  # None: 0.005 for SGD, 1e-4 for Adam
-    lr_schedule: str = "constant"  # constant | cosine (to 0 over `epochs`)
-    augment: str = "none"  # none | affine (rotate 20, translate 0.15/0.2) | rotate (30)
-    weights: str = "imagenet"  # imagenet | none | PATH to a torchvision state_dict
-    allow_fallback: bool = False  # random init when ImageNet weights cannot be had
-    limit: int | None = None  # at most this many images per part (train and val)
-    seed: int = 42
-    device: str = "auto"
-    workers: int = 0  # DataLoader worker processes
-    preset: str | None = None
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (0.005 if self.optimizer == "sgd" else 1e-4)
-
-
-@dataclass(frozen=True)
-class DetectorConfig(TrainConfig):
-    backbone: str = "mobilenet_v2"  # mobilenet_v2 | mobilenet_v3 | resnet50
-
-
-@dataclass(frozen=True)
-class ClassifierConfig(TrainConfig):
-    members: tuple[str, ...] = ("resnet18", "densenet121", "inception_v3")
-    head: str = "fc2"  # fc1: members' probabilities -> 1 FC; fc2: 128-d projections summed -> 64 -> 2
-    freeze: float = 0.0  # fraction of each member's leading parameters kept frozen
-    balance: bool = False  # weight the loss by inverse class frequency of the train part
-    epochs: int = 30
-    image_size: int = 299
-    batch_size: int = 16
-    optimizer: str = "adam"
-
 
 @dataclass
 class TrainResult:
@@ -87,62 +41,6 @@ class TrainResult:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def make_config(kind: str, preset: str | None = None, **overrides) -> TrainConfig:
-    """Defaults, then the preset, then every override that is not None; validated."""
-    cls = DetectorConfig if kind == "detector" else ClassifierConfig
-    values: dict = {}
-    if preset:
-        try:
-            values.update(get_preset(kind, preset))
-        except UnknownPreset as exc:
-            raise InputError(str(exc), "see `wb train --help`") from None
-        values["preset"] = preset
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if "members" in values:
-        values["members"] = tuple(values["members"])
-    try:
-        config = cls(**values)
-    except TypeError as exc:
-        raise InputError(f"Bad {kind} setting: {exc}") from None
-    _validate(config)
-    return config
-
-
-def config_from_dict(kind: str, data: dict) -> TrainConfig:
-    cls = DetectorConfig if kind == "detector" else ClassifierConfig
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in data.items() if k in names}
-    if "members" in values:
-        values["members"] = tuple(values["members"])
-    return cls(**values)
-
-
-def _validate(config: TrainConfig) -> None:
-    def check(ok: bool, message: str, hint: str | None = None):
-        if not ok:
-            raise InputError(message, hint)
-
-    check(config.epochs >= 1, "--epochs must be at least 1")
-    check(config.batch_size >= 1, "--batch-size must be at least 1")
-    check(config.image_size >= 32, "--image-size must be at least 32 pixels")
-    check(config.limit is None or config.limit >= 1, "--limit must be at least 1")
-    check(config.optimizer in OPTIMIZERS, f"Unknown optimizer {config.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
-    check(config.augment in AUGMENTATIONS, f"Unknown augmentation {config.augment!r}", f"choose one of {', '.join(AUGMENTATIONS)}")
-    check(config.lr_schedule in ("constant", "cosine"), f"Unknown --lr-schedule {config.lr_schedule!r}", "constant or cosine")
-    check(config.device in DEVICES, f"Unknown device {config.device!r}", f"choose one of {', '.join(DEVICES)}")
-    check(config.lr is None or config.lr > 0, "--lr must be positive")
-    if isinstance(config, DetectorConfig):
-        check(config.backbone in DETECTOR_BACKBONES, f"Unknown detector backbone {config.backbone!r}",
-              f"choose one of {', '.join(DETECTOR_BACKBONES)}")
-    if isinstance(config, ClassifierConfig):
-        check(len(config.members) >= 1, "The ensemble needs at least one member", f"choose from {', '.join(BACKBONES)}")
-        for name in config.members:
-            check(name in BACKBONES, f"Unknown backbone {name!r}", f"choose from {', '.join(BACKBONES)}")
-            check(config.image_size >= get_spec(name).min_size, f"{name} needs --image-size >= {get_spec(name).min_size}")
-        check(config.head in HEADS, f"Unknown head {config.head!r}", f"choose one of {', '.join(HEADS)}")
-        check(0.0 <= config.freeze < 1.0, "--freeze must be in [0, 1)")
 
 
 # --- data from the DB -------------------------------------------------------------------------
@@ -293,7 +191,7 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
             run_id, folder = run.id, Path(run.artifact_dir)
         if epochs is not None:
             config = dataclasses.replace(config, epochs=epochs)
-            _validate(config)
+            validate_train_config(config)
         try:
             state = engine.load_checkpoint(folder / "last.pt")
         except engine.CorruptCheckpoint as exc:

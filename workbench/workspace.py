@@ -9,8 +9,10 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from db import Database, open_database
+if TYPE_CHECKING:
+    from db import Database
 
 DEFAULT_WORKSPACE = "wb-workspace"
 
@@ -29,6 +31,8 @@ class Workspace:
 
     @cached_property
     def db(self) -> Database:
+        from db import open_database  # SQLAlchemy: not for `wb --help`
+
         return open_database(self.db_location)
 
     def folder(self, *parts: str) -> Path:

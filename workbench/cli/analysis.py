@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from workbench.analysis import audit_dataset, make_eda
 from workbench.cli import app
 from workbench.cli.common import JsonOption, SplitOption, print_json, workspace
 
@@ -20,6 +19,8 @@ def audit(ctx: typer.Context, split: SplitOption = None, json_: JsonOption = Fal
 
     Example: wb audit --split grouped --json
     """
+    from workbench.analysis import audit_dataset  # numpy, sklearn: only when a command runs
+
     report = audit_dataset(workspace(ctx).db, split)
     if json_:
         print_json(report)
@@ -82,6 +83,8 @@ def eda(
 
     Example: wb eda --out reports/eda && open reports/eda/index.html
     """
+    from workbench.analysis import make_eda  # numpy, matplotlib: only when a command runs
+
     ws = workspace(ctx)
     result = make_eda(ws.db, out or ws.folder("eda"))
     if json_:

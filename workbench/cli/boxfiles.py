@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from workbench import labelling
 from workbench.cli import app
 from workbench.cli.common import JsonOption, print_json, workspace
 
@@ -30,7 +29,9 @@ def export(
 
     Example: wb annotations export annotations/round1.json
     """
-    out = labelling.export_annotations(workspace(ctx), file)
+    from workbench.boxfiles import export_annotations
+
+    out = export_annotations(workspace(ctx), file)
     if json_:
         print_json(out)
         return
@@ -47,7 +48,9 @@ def import_(
 
     Example: wb annotations import annotations/sample_boxes.json
     """
-    out = labelling.import_annotations(workspace(ctx), file)
+    from workbench.boxfiles import import_annotations
+
+    out = import_annotations(workspace(ctx), file)
     if json_:
         print_json(out)
         return

@@ -8,9 +8,7 @@ import typer
 
 from workbench.cli import app
 from workbench.cli.common import JsonOption, print_json, workspace
-from workbench.importing import import_dataset
-from workbench.splitting import STRATEGIES, SplitConfig, create_split
-from workbench.status import collect_status
+from workbench.configs import STRATEGIES, SplitConfig
 
 
 @app.command("import")
@@ -27,6 +25,8 @@ def import_(
 
     Example: wb import ~/Downloads/chest_xray
     """
+    from workbench.importing import import_dataset
+
     summary = import_dataset(workspace(ctx).db, path, workers=workers)
     if json_:
         print_json(summary.as_dict())
@@ -76,6 +76,8 @@ def split(
     Example: wb split --strategy source --name benchmark
     """
     config = SplitConfig(strategy=strategy, ratios=_ratios(ratios), seed=seed, batch_per_class=batch_per_class)
+    from workbench.splitting import create_split
+
     summary = create_split(workspace(ctx).db, name, config, replace=replace)
     if json_:
         print_json(summary.as_dict())
@@ -95,6 +97,8 @@ def status(ctx: typer.Context, json_: JsonOption = False) -> None:
 
     Example: wb status --json
     """
+    from workbench.status import collect_status
+
     info = collect_status(workspace(ctx).db)
     if json_:
         print_json(info)

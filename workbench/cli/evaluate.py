@@ -8,7 +8,6 @@ import typer
 
 from workbench.cli import app
 from workbench.cli.common import JsonOption, print_json, workspace
-from workbench.evaluation import evaluate_run, make_cam
 
 Checkpoint = Annotated[str, typer.Option(help="best (lowest validation loss) or last.")]
 
@@ -31,6 +30,8 @@ def eval_(
 
     Example: wb eval 3 --part test --json
     """
+    from workbench.evaluation import evaluate_run  # torch: only when a command runs
+
     m = evaluate_run(workspace(ctx), run, part, checkpoint=checkpoint, n_boot=bootstrap,
                      progress=not json_)
     if json_:
@@ -63,6 +64,8 @@ def cam(
 
     Example: wb cam 3 --images 12 --images sample/kermany/chest_xray/test/NORMAL/IM-0016-0001.jpeg
     """
+    from workbench.evaluation import make_cam  # torch: only when a command runs
+
     result = make_cam(workspace(ctx), run, images, out_dir=out, checkpoint=checkpoint)
     if json_:
         print_json(result)

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from workbench import labelling
 from workbench.cli import app
 from workbench.cli.common import JsonOption, SplitOption, print_json, workspace
 
@@ -30,6 +29,8 @@ def serve(
 
     Example: wb ls serve --detach
     """
+    from workbench import labelling  # Label Studio code: only for ls commands
+
     ws = workspace(ctx)
     if not json_:
         typer.echo("Starting Label Studio (the first start takes about a minute)...", err=True)
@@ -53,6 +54,8 @@ def stop(ctx: typer.Context) -> None:
 
     Example: wb ls stop
     """
+    from workbench import labelling  # Label Studio code: only for ls commands
+
     stopped = labelling.stop(workspace(ctx))
     typer.echo("Stopped Label Studio." if stopped else "No Label Studio server started by wb is running.")
 
@@ -63,6 +66,8 @@ def status(ctx: typer.Context, json_: JsonOption = False) -> None:
 
     Example: wb ls status --json
     """
+    from workbench import labelling  # Label Studio code: only for ls commands
+
     info = labelling.ls_status(workspace(ctx))
     if json_:
         print_json(info)
@@ -81,6 +86,8 @@ def token(ctx: typer.Context) -> None:
 
     Example: export WB_LS_TOKEN=$(wb ls token)
     """
+    from workbench import labelling  # Label Studio code: only for ls commands
+
     typer.echo(labelling.token(workspace(ctx)))
 
 
@@ -99,6 +106,8 @@ def push(
 
     Example: wb ls push --predictions 3
     """
+    from workbench import labelling  # Label Studio code: only for ls commands
+
     refs = [r.strip() for r in images.split(",") if r.strip()] if images else None
     out = labelling.push(workspace(ctx), images=refs, batch=batch, split=split, predictions_run=predictions,
                          label_config=label_config, new_project=new_project)
@@ -117,6 +126,8 @@ def pull(ctx: typer.Context, json_: JsonOption = False) -> None:
 
     Example: wb ls pull && wb status
     """
+    from workbench import labelling  # Label Studio code: only for ls commands
+
     out = labelling.pull(workspace(ctx), progress=not json_)
     if json_:
         print_json(out)

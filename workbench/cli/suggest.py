@@ -9,6 +9,7 @@ import typer
 
 from workbench.cli import app
 from workbench.cli.common import JsonOption, SplitOption, print_json, workspace
+from workbench.configs import SuggestConfig, parse_weights
 from workbench.errors import InputError
 
 suggest_app = typer.Typer()  # help: the callback's docstring
@@ -63,7 +64,7 @@ def main(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from workbench.suggesting import SuggestConfig, parse_weights, suggest  # torch: only when a command runs
+    from workbench.suggesting import suggest  # torch: only when a command runs
 
     if detector is None or classifier is None:
         raise typer.BadParameter("give --detector RUN and --classifier RUN (see `wb status` for runs)")

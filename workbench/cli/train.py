@@ -1,18 +1,18 @@
 """`wb train detector` and `wb train classifier`."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pipelines.classification import HEADS
-from pipelines.data import AUGMENTATIONS
-from pipelines.detection import DETECTOR_BACKBONES
-from pipelines.models import BACKBONES
 from pipelines.presets import CLASSIFIER_PRESETS, DETECTOR_PRESETS
+from pipelines.registry import AUGMENTATIONS, BACKBONES, DETECTOR_BACKBONES, HEADS
 from workbench.cli import app
 from workbench.cli.common import JsonOption, SplitOption, print_json, workspace
-from workbench.training import TrainResult, make_config, train_classifier, train_detector
+from workbench.configs import make_config
+
+if TYPE_CHECKING:
+    from workbench.training import TrainResult
 
 train_app = typer.Typer(
     help="Train the Faster R-CNN chest detector or the ensemble classifier.\n\nExample: wb train detector --preset table3-4 --epochs 2",
@@ -75,6 +75,8 @@ def detector(
 
     Example: wb train detector --backbone mobilenet_v2 --epochs 2 --image-size 224 --limit 32
     """
+    from workbench.training import train_detector  # torch: only when a command runs
+
     _threads(threads)
     ws = workspace(ctx)
     if resume is not None:
@@ -106,6 +108,8 @@ def classifier(
 
     Example: wb train classifier --members mobilenet_v2 --head fc2 --epochs 3 --image-size 224
     """
+    from workbench.training import train_classifier  # torch: only when a command runs
+
     _threads(threads)
     ws = workspace(ctx)
     if resume is not None:

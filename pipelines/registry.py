@@ -1,0 +1,49 @@
+"""What exists, without building anything: backbone specs, detector backbones, heads, augmentations.
+
+The names here are plain data, so the CLI lists its choices and configs validate them without
+importing torch (`wb --help` stays fast). The factories that build these live beside their kind:
+`pipelines.models` (backbones), `pipelines.detection`, `pipelines.classification`, `pipelines.data`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class UnknownBackbone(ValueError):
+    """A name that is not in the registry."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    builder: str  # torchvision.models function name
+    weights: str  # torchvision weights enum member, e.g. "MobileNet_V2_Weights.IMAGENET1K_V1"
+    feature_dim: int  # width of the pooled feature vector once the classifier is removed
+    head_attr: str  # attribute holding the ImageNet classifier (replaced by Identity)
+    cam_layer: str  # dotted path of the layer Grad-CAM hooks (last conv block)
+    min_size: int = 32  # smallest input side the network accepts
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    s.name: s
+    for s in (
+        BackboneSpec("mobilenet_v2", "mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1", 1280, "classifier", "features.18"),
+        BackboneSpec("mobilenet_v3", "mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", 960, "classifier", "features.16"),
+        BackboneSpec("resnet18", "resnet18", "ResNet18_Weights.IMAGENET1K_V1", 512, "fc", "layer4"),
+        BackboneSpec("resnet50", "resnet50", "ResNet50_Weights.IMAGENET1K_V1", 2048, "fc", "layer4"),
+        BackboneSpec("densenet121", "densenet121", "DenseNet121_Weights.IMAGENET1K_V1", 1024, "classifier", "features.norm5"),
+        BackboneSpec("inception_v3", "inception_v3", "Inception_V3_Weights.IMAGENET1K_V1", 2048, "fc", "Mixed_7c", min_size=75),
+    )
+}
+BACKBONES = tuple(REGISTRY)
+
+DETECTOR_BACKBONES = ("mobilenet_v2", "mobilenet_v3", "resnet50")  # backbones pipelines.detection can build
+HEADS = ("fc1", "fc2")  # the ensemble's heads (pipelines.classification)
+AUGMENTATIONS = ("none", "affine", "rotate")  # pipelines.data.augmentation
+
+
+def get_spec(name: str) -> BackboneSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownBackbone(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}") from None

@@ -1,0 +1,202 @@
+"""wb's settings as frozen dataclasses: their defaults, validation and JSON form, in one place.
+
+Each use case takes one of these and stores it on its run (or split) as JSON; the CLI's options
+default to None and `make_config`-style helpers fill in the dataclass defaults, so a default is
+written once, here. No torch, SQLAlchemy or Label Studio imports: `wb --help` reads this module.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from pipelines import active
+from pipelines.presets import UnknownPreset, get_preset
+from pipelines.registry import AUGMENTATIONS, BACKBONES, DETECTOR_BACKBONES, HEADS, get_spec
+from workbench.errors import InputError
+
+PARTS = ("train", "val", "test")
+
+# --- split ------------------------------------------------------------------------------------
+
+STRATEGIES = ("grouped", "random", "source")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split. Stored as the split's params."""
+
+    strategy: str = "grouped"
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 42
+    batch_per_class: int = 200  # first annotation batch: this many NORMAL + this many PNEUMONIA
+
+
+# --- training ---------------------------------------------------------------------------------
+
+OPTIMIZERS = ("sgd", "adam")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings both trainers share. Stored as the run's config JSON."""
+
+    split: str | None = None  # split name; None = the newest split
+    epochs: int = 10
+    image_size: int = 512  # pixels; images are squashed to image_size x image_size
+    batch_size: int = 4
+    optimizer: str = "sgd"  # sgd (momentum 0.9, weight decay 1e-4) | adam
+    lr: float | None = None  # None: 0.005 for SGD, 1e-4 for Adam
+    lr_schedule: str = "constant"  # constant | cosine (to 0 over `epochs`)
+    augment: str = "none"  # none | affine (rotate 20, translate 0.15/0.2) | rotate (30)
+    weights: str = "imagenet"  # imagenet | none | PATH to a torchvision state_dict
+    allow_fallback: bool = False  # random init when ImageNet weights cannot be had
+    limit: int | None = None  # at most this many images per part (train and val)
+    seed: int = 42
+    device: str = "auto"
+    workers: int = 0  # DataLoader worker processes
+    preset: str | None = None
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (0.005 if self.optimizer == "sgd" else 1e-4)
+
+
+@dataclass(frozen=True)
+class DetectorConfig(TrainConfig):
+    backbone: str = "mobilenet_v2"  # mobilenet_v2 | mobilenet_v3 | resnet50
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(TrainConfig):
+    members: tuple[str, ...] = ("resnet18", "densenet121", "inception_v3")
+    head: str = "fc2"  # fc1: members' probabilities -> 1 FC; fc2: 128-d projections summed -> 64 -> 2
+    freeze: float = 0.0  # fraction of each member's leading parameters kept frozen
+    balance: bool = False  # weight the loss by inverse class frequency of the train part
+    epochs: int = 30
+    image_size: int = 299
+    batch_size: int = 16
+    optimizer: str = "adam"
+
+
+def make_config(kind: str, preset: str | None = None, **overrides) -> TrainConfig:
+    """Defaults, then the preset, then every override that is not None; validated."""
+    cls = DetectorConfig if kind == "detector" else ClassifierConfig
+    values: dict = {}
+    if preset:
+        try:
+            values.update(get_preset(kind, preset))
+        except UnknownPreset as exc:
+            raise InputError(str(exc), "see `wb train --help`") from None
+        values["preset"] = preset
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "members" in values:
+        values["members"] = tuple(values["members"])
+    try:
+        config = cls(**values)
+    except TypeError as exc:
+        raise InputError(f"Bad {kind} setting: {exc}") from None
+    validate_train_config(config)
+    return config
+
+
+def config_from_dict(kind: str, data: dict) -> TrainConfig:
+    cls = DetectorConfig if kind == "detector" else ClassifierConfig
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in data.items() if k in names}
+    if "members" in values:
+        values["members"] = tuple(values["members"])
+    return cls(**values)
+
+
+def validate_train_config(config: TrainConfig) -> None:
+    def check(ok: bool, message: str, hint: str | None = None):
+        if not ok:
+            raise InputError(message, hint)
+
+    check(config.epochs >= 1, "--epochs must be at least 1")
+    check(config.batch_size >= 1, "--batch-size must be at least 1")
+    check(config.image_size >= 32, "--image-size must be at least 32 pixels")
+    check(config.limit is None or config.limit >= 1, "--limit must be at least 1")
+    check(config.optimizer in OPTIMIZERS, f"Unknown optimizer {config.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
+    check(config.augment in AUGMENTATIONS, f"Unknown augmentation {config.augment!r}", f"choose one of {', '.join(AUGMENTATIONS)}")
+    check(config.lr_schedule in ("constant", "cosine"), f"Unknown --lr-schedule {config.lr_schedule!r}", "constant or cosine")
+    check(config.device in DEVICES, f"Unknown device {config.device!r}", f"choose one of {', '.join(DEVICES)}")
+    check(config.lr is None or config.lr > 0, "--lr must be positive")
+    if isinstance(config, DetectorConfig):
+        check(config.backbone in DETECTOR_BACKBONES, f"Unknown detector backbone {config.backbone!r}",
+              f"choose one of {', '.join(DETECTOR_BACKBONES)}")
+    if isinstance(config, ClassifierConfig):
+        check(len(config.members) >= 1, "The ensemble needs at least one member", f"choose from {', '.join(BACKBONES)}")
+        for name in config.members:
+            check(name in BACKBONES, f"Unknown backbone {name!r}", f"choose from {', '.join(BACKBONES)}")
+            check(config.image_size >= get_spec(name).min_size, f"{name} needs --image-size >= {get_spec(name).min_size}")
+        check(config.head in HEADS, f"Unknown head {config.head!r}", f"choose one of {', '.join(HEADS)}")
+        check(0.0 <= config.freeze < 1.0, "--freeze must be in [0, 1)")
+
+
+# --- suggest ----------------------------------------------------------------------------------
+
+DEFAULT_WEIGHTS = (("uncertainty", 1.0), ("classifier", 1.0), ("off_lung", 1.0))
+
+
+@dataclass(frozen=True)
+class SuggestConfig:
+    """What to rank and how to pick. Stored as the suggest run's config JSON."""
+
+    detector_run: int
+    classifier_run: int
+    k: int = 20  # batch size
+    split: str | None = None  # None = the newest split
+    parts: tuple[str, ...] = ("train",)  # split parts the candidates come from
+    weights: tuple[tuple[str, float], ...] = DEFAULT_WEIGHTS  # component -> weight on its normalised rank
+    per_patient: int = 1  # at most this many images of one patient (0 = no cap)
+    phash_distance: int = 4  # near-duplicate threshold in bits (-1 = off)
+    balance: bool = False  # at most ceil(k / 2) per label, then fill by rank
+    diversity: bool = False  # k-center greedy over the classifier's embeddings within the top 3k
+    seed: int = 0
+    include_annotated: bool = False  # also rank annotated, batched and pushed images (an audit of the parts)
+    limit: int | None = None  # score at most this many candidates (drawn with `seed`)
+    batch_size: int = 8
+    device: str = "auto"
+    checkpoint: str = "best"  # best | last
+
+
+def parse_weights(text: str | None) -> tuple[tuple[str, float], ...]:
+    """'uncertainty=1,off_lung=2' -> (("uncertainty", 1.0), ("off_lung", 2.0)); names checked."""
+    if not text:
+        return DEFAULT_WEIGHTS
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = active.ALIASES.get(name.strip(), name.strip())
+        try:
+            weight = float(value) if sep else float("nan")
+        except ValueError:
+            weight = float("nan")
+        if not math.isfinite(weight) or weight < 0:
+            raise InputError(f"Bad weight {part!r}", "give name=number pairs, e.g. --weights uncertainty=1,off_lung=1")
+        if name not in active.COMPONENTS:
+            raise InputError(f"Unknown score component {name!r}", f"choose from {', '.join(active.COMPONENTS)}")
+        out[name] = weight
+    if sum(out.values()) <= 0:
+        raise InputError("At least one weight must be positive", "e.g. --weights off_lung=1")
+    return tuple(out.items())
+
+
+def validate_suggest_config(config: SuggestConfig) -> None:
+    if config.k < 1:
+        raise InputError("-k must be at least 1")
+    bad = [p for p in config.parts if p not in PARTS]
+    if bad or not config.parts:
+        raise InputError(f"Unknown split part {bad[0] if bad else '(none)'!r}", "choose from train, val, test")
+    if config.per_patient < 0:
+        raise InputError("--per-patient must be >= 0 (0 = no cap)")
+    if config.batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    if config.limit is not None and config.limit < 1:
+        raise InputError("--limit must be at least 1")
+    if config.checkpoint not in ("best", "last"):
+        raise InputError(f"Unknown checkpoint {config.checkpoint!r}", "best or last")
+    parse_weights(",".join(f"{k}={v}" for k, v in config.weights))
