@@ -158,22 +158,6 @@ def _url_maker(document_root: str):
     return url
 
 
-def missing_files(images: Iterable[ImageRef]) -> list[str]:
-    """Paths of the images whose file is gone (one directory listing per folder, not a stat per file)."""
-    present: dict[str, set[str]] = {}
-    missing = []
-    for im in images:
-        folder, name = os.path.split(im.abs_path)
-        if folder not in present:
-            try:
-                present[folder] = {e.name for e in os.scandir(folder) if e.is_file()}
-            except OSError:
-                present[folder] = set()
-        if name not in present[folder]:
-            missing.append(im.abs_path)
-    return missing
-
-
 def _check_under_root(images: Sequence[ImageRef], document_root: str) -> None:
     root = os.path.abspath(document_root)
     for path in {im.root for im in images}:
@@ -226,19 +210,12 @@ def push_tasks(
     predictions: dict[int, Prediction] | None = None,
     model_version: str | None = None,
     server_task_count: int = 0,
-    files_checked: bool = False,
 ) -> PushSummary:
     """Create one task per image not pushed yet; attach predictions once per (task, run).
 
-    Image files must exist (checked here unless the caller did, with `missing_files`).
+    The caller checks first that the image files exist (Label Studio would show broken tasks).
     """
     summary = PushSummary(project_id=row.project_id, model_version=model_version)
-    missing = [] if files_checked else missing_files(images)
-    if missing:
-        raise LabelStudioError(
-            f"{len(missing)} image file(s) are missing, e.g. {missing[0]}; nothing was pushed",
-            "restore the files or re-import the dataset, then push again",
-        )
     if not row.document_root:
         raise LabelStudioError("The project has no local-files root", "set WB_LS_DOCUMENT_ROOT")
     _check_under_root(images, row.document_root)

@@ -17,8 +17,9 @@ def prepare_source_split(ws, data: Path, split: str) -> None:
     from sqlalchemy import select
 
     from db.models import Split
+    from workbench.configs import SplitConfig
     from workbench.importing import import_dataset
-    from workbench.splitting import SplitConfig, create_split
+    from workbench.splitting import create_split
 
     import_dataset(ws.db, data, progress=False)
     with ws.db.session() as s:

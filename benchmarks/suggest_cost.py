@@ -46,12 +46,11 @@ def main() -> None:
     from db.models import Image, Run
     from pipelines import engine
     from pipelines.data import ClassificationDataset, DetectionDataset, collate_detection
-    from workbench.evaluation import load_trained
+    from workbench.configs import SplitConfig, SuggestConfig, make_config
     from workbench.importing import import_dataset
-    from workbench.splitting import SplitConfig, create_split
-    from workbench.configs import SuggestConfig, make_config
+    from workbench.runs import build_model, load_trained, to_record
+    from workbench.splitting import create_split
     from workbench.suggesting import list_candidates, suggest
-    from workbench.training import build_model, to_record
     from workbench.workspace import Workspace
 
     torch.set_num_threads(args.threads)

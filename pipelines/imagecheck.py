@@ -1,4 +1,4 @@
-"""Prove a file is a whole, decodable image, and hash it, in one read.
+"""Prove a file is a whole, decodable image, and hash it, in one read; find image files that are gone.
 
 JPEGs are decoded in draft mode (libjpeg's DCT scaling to 1/8 size): every entropy-coded byte is
 still read, so truncation and corruption raise, at a fraction of a full decode's cost.
@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from PIL import Image, UnidentifiedImageError
 
@@ -51,3 +54,24 @@ def inspect_file(path: str) -> FileFacts:
     except OSError as exc:
         return FileFacts("", 0, error=f"cannot read: {exc.strerror or exc}")
     return inspect_bytes(data)
+
+
+class HasPath(Protocol):
+    @property
+    def abs_path(self) -> str: ...
+
+
+def missing_files(images: Iterable[HasPath]) -> list[str]:
+    """Paths of the images whose file is gone (one directory listing per folder, not a stat per file)."""
+    present: dict[str, set[str]] = {}
+    missing = []
+    for im in images:
+        folder, name = os.path.split(im.abs_path)
+        if folder not in present:
+            try:
+                present[folder] = {e.name for e in os.scandir(folder) if e.is_file()}
+            except OSError:
+                present[folder] = set()
+        if name not in present[folder]:
+            missing.append(im.abs_path)
+    return missing

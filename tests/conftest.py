@@ -76,8 +76,9 @@ def cli(ws) -> Cli:
 @pytest.fixture(scope="session")
 def imported_sample_db(tmp_path_factory):
     """A workspace DB with the repo sample imported and split (name 'demo'); copy before mutating."""
+    from workbench.configs import SplitConfig
     from workbench.importing import import_dataset
-    from workbench.splitting import SplitConfig, create_split
+    from workbench.splitting import create_split
     from workbench.workspace import Workspace
 
     root = tmp_path_factory.mktemp("sample_ws")

@@ -18,7 +18,6 @@ from pipelines.audit import (
     phash_hex,
 )
 
-
 # --- near duplicates ---------------------------------------------------------------------------
 
 def test_hamming_counts_differing_bits():
@@ -201,8 +200,9 @@ def test_audit_warns_about_patients_shared_by_a_random_split(cli, sample_db):
 @pytest.mark.shared
 def test_subset_shows_the_resolution_shortcut(subset_dir, tmp_path):
     from workbench.analysis import audit_dataset
+    from workbench.configs import SplitConfig
     from workbench.importing import import_dataset
-    from workbench.splitting import SplitConfig, create_split
+    from workbench.splitting import create_split
     from workbench.workspace import Workspace
 
     ws = Workspace.from_options(workspace=str(tmp_path / "ws"))

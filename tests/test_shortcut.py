@@ -45,10 +45,10 @@ def test_off_lung_attention_ranks_marker_images_first(sample_copy, tmp_path, rec
     from db.models import Image, Run, SplitMember
     from pipelines import active
     from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool
-    from workbench.evaluation import load_trained
+    from workbench.configs import SplitConfig, make_config
     from workbench.importing import import_dataset
-    from workbench.splitting import SplitConfig, create_split
-    from workbench.configs import make_config
+    from workbench.runs import load_trained
+    from workbench.splitting import create_split
     from workbench.training import train_classifier
     from workbench.workspace import Workspace
 

@@ -8,8 +8,9 @@ from sqlalchemy import select
 
 from db.models import AnnotationBatch, Image, SplitMember
 from pipelines.splits import grouped_split, pick_per_class, random_split, union_groups
+from workbench.configs import SplitConfig
 from workbench.importing import import_dataset
-from workbench.splitting import SplitConfig, create_split
+from workbench.splitting import create_split
 
 
 def test_union_groups_joins_patients_and_identical_files():

@@ -17,27 +17,10 @@ from pipelines.detection import cam_target_layer
 from pipelines.metrics import classification_metrics, detection_map, mean_iou
 from pipelines.report import plot_confusion, plot_curves, plot_image_grid, plot_roc, write_report
 from workbench.errors import InputError, NotFoundError
-from workbench.configs import config_from_dict
-from workbench.training import build_model, get_run, latest_boxes, part_images, to_record
+from workbench.runs import get_run, latest_boxes, load_trained, part_images, to_record
 from workbench.workspace import Workspace
 
 PARTS = ("train", "val", "test")
-
-
-def load_trained(run: Run, checkpoint: str = "best"):
-    """(model on CPU in eval mode, config) from the run's `best.pt` or `last.pt`."""
-    config = config_from_dict(run.kind, run.config)
-    path = Path(run.artifact_dir or "") / f"{checkpoint}.pt"
-    try:
-        state = engine.load_checkpoint(path)
-    except engine.CorruptCheckpoint as exc:
-        raise InputError(str(exc), f"train run {run.id} again, or resume it with `--resume {run.id}`") from None
-    model = build_model(run.kind, config, "none")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError:
-        raise InputError(f"Checkpoint {path} does not fit run {run.id}'s model") from None
-    return model.eval(), config
 
 
 def _detector_outputs(preds: list[dict], sizes: list[tuple[int, int]], image_size: int):

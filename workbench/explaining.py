@@ -9,10 +9,9 @@ from sqlalchemy import select
 
 from db.models import Image, Prediction, Run, Suggestion
 from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool
-from workbench.errors import NotFoundError
 from workbench.configs import SuggestConfig
-from workbench.suggesting import load_models
-from workbench.training import latest_boxes
+from workbench.errors import NotFoundError
+from workbench.runs import latest_boxes, load_models
 from workbench.workspace import Workspace
 
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from annotations import LABEL_CONFIG
 from annotations.client import LabelStudioClient
 from annotations.errors import LabelConfigError, LabelStudioError
+from annotations.pull import PullSummary, apply_tasks, fetch_changed_tasks
 from annotations.server import (
     CREDENTIALS_FILE,
     is_answering,
@@ -29,18 +30,17 @@ from annotations.server import (
     start_server,
     stop_server,
 )
-from annotations.pull import PullSummary, apply_tasks, fetch_changed_tasks
 from annotations.sync import (
     ImageRef,
     PushSummary,
     current_project,
     ensure_project,
     image_refs,
-    missing_files,
     push_tasks,
 )
 from db.models import AnnotationBatch, AnnotationBatchItem, DatasetRoot, Image, Prediction, Run
 from db.models.labels import LsTask
+from pipelines.imagecheck import missing_files
 from workbench.errors import ExternalServiceError, InputError, NotFoundError
 from workbench.splitting import resolve_split
 from workbench.workspace import Workspace
@@ -301,7 +301,6 @@ def push(
             summary: PushSummary = push_tasks(
                 s, client, row, chosen, predictions=preds,
                 model_version=str(predictions_run) if predictions_run is not None else None, server_task_count=count,
-                files_checked=True,
             )
     return {"selection": what, "images": len(chosen), "url": client.url, **summary.as_dict()}
 

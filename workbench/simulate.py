@@ -47,8 +47,8 @@ from pipelines.selection import SelectionRules, select_batch
 from pipelines.splits import pick_per_class
 from workbench.configs import DEFAULT_WEIGHTS
 from workbench.errors import InputError
+from workbench.runs import latest_boxes
 from workbench.splitting import resolve_split
-from workbench.training import latest_boxes
 from workbench.workspace import Workspace
 
 STRATEGIES: dict[str, dict[str, float] | None] = {

@@ -20,17 +20,17 @@ import torch
 from sqlalchemy import delete, select
 from tqdm import tqdm
 
-from db.models import Annotation, AnnotationBatch, AnnotationBatchItem, Image, Prediction, Run, SplitMember, Suggestion
+from db.models import Annotation, AnnotationBatch, AnnotationBatchItem, Image, Prediction, Run, RunStatus, SplitMember, Suggestion
 from db.models.labels import LsTask
 from pipelines import active, engine
 from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool, detect_with_flip
 from pipelines.selection import SelectionRules, select_batch
 from workbench.configs import SuggestConfig, validate_suggest_config
 from workbench.errors import ConflictError, InputError, NotFoundError
-from workbench.evaluation import load_trained
+from workbench.runs import create_run, get_run, latest_boxes, load_models, recording_failures, require_files
 from workbench.splitting import resolve_split
-from workbench.training import get_run, latest_boxes, require_files
 from workbench.workspace import Workspace
+
 
 @dataclass
 class SuggestResult:
@@ -91,19 +91,14 @@ def list_candidates(session, config: SuggestConfig) -> tuple[int, list[Candidate
 def _run_for(ws: Workspace, config: SuggestConfig, split_id: int) -> tuple[int, Path, bool]:
     """(run id, folder, resumed): an unfinished suggest run with this exact config, else a new one."""
     wanted = _config_json(config)
+    unfinished = (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.FAILED)
     with ws.db.session() as s:
-        for run in s.scalars(select(Run).where(Run.kind == "suggest", Run.status.in_(("running", "interrupted", "failed")))
-                             .order_by(Run.id.desc())):
+        for run in s.scalars(select(Run).where(Run.kind == "suggest", Run.status.in_(unfinished)).order_by(Run.id.desc())):
             if run.config == wanted:
-                run.status, run.error = "running", None
+                run.status, run.error = RunStatus.RUNNING, None
                 return run.id, Path(run.artifact_dir), True
-        run = Run(kind="suggest", status="running", config=wanted, split_id=split_id, parent_run_id=config.detector_run)
-        s.add(run)
-        s.flush()
-        run_id = run.id
-    folder = ws.folder("runs", str(run_id))
-    with ws.db.session() as s:
-        s.get(Run, run_id).artifact_dir = str(folder)
+    run_id, folder = create_run(ws, "suggest", wanted, split_id=split_id, parent_run_id=config.detector_run,
+                                status=RunStatus.RUNNING)
     return run_id, folder, False
 
 
@@ -112,15 +107,6 @@ def _config_json(config: SuggestConfig) -> dict:
     data["parts"] = list(config.parts)
     data["weights"] = {k: v for k, v in config.weights}
     return data
-
-
-def load_models(ws: Workspace, config: SuggestConfig, device: torch.device):
-    with ws.db.session() as s:
-        det_run = get_run(s, config.detector_run, ("detector",))
-        cls_run = get_run(s, config.classifier_run, ("classifier",))
-        detector, det_cfg = load_trained(det_run, config.checkpoint)
-        classifier, cls_cfg = load_trained(cls_run, config.checkpoint)
-    return detector.to(device), det_cfg, classifier.to(device), cls_cfg
 
 
 def _label_name(label: float | int) -> str | None:
@@ -306,14 +292,8 @@ def suggest(ws: Workspace, config: SuggestConfig, *, push: bool = False, progres
         raise InputError("No candidates: every image of the chosen parts is annotated, batched or already pushed",
                          "name other parts with --parts, or pass --include-annotated to rank them anyway")
     run_id, folder, _ = _run_for(ws, config, split_id)
-    try:
+    with recording_failures(ws, run_id):
         resumed = score_pool(ws, run_id, folder, config, candidates, progress=progress)
-    except KeyboardInterrupt:
-        _set_status(ws, run_id, "interrupted")
-        raise
-    except Exception as exc:
-        _set_status(ws, run_id, "failed", f"{type(exc).__name__}: {exc}")
-        raise
     with ws.db.session() as s:
         preds = list(s.scalars(select(Prediction).where(Prediction.run_id == run_id).order_by(Prediction.image_id)))
     rows = rank_pool(preds, candidates, config, folder)
@@ -323,19 +303,13 @@ def suggest(ws: Workspace, config: SuggestConfig, *, push: bool = False, progres
         s.add_all(Suggestion(run_id=run_id, image_id=r["image_id"], rank=r["rank"], score=r["score"],
                              components=r["components"], reason=r["reason"]) for r in rows)
         run = s.get(Run, run_id)
-        run.status = "done"
+        run.status = RunStatus.DONE
         run.metrics = {"candidates": len(candidates), "selected": len(rows), "resumed": resumed, "seconds": seconds}
     result = SuggestResult(run_id=run_id, candidates=len(candidates), scored=len(preds), resumed=resumed,
                            seconds=seconds, rows=rows)
     if push:
         result.pushed = push_suggestions(ws, run_id)
     return result
-
-
-def _set_status(ws: Workspace, run_id: int, status: str, error: str | None = None) -> None:
-    with ws.db.session() as s:
-        run = s.get(Run, run_id)
-        run.status, run.error = status, error
 
 
 # --- push ----------------------------------------------------------------------------

@@ -15,19 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from sqlalchemy import select
 
-from annotations.sync import missing_files
-from db.models import Annotation, Image, Run, SplitMember
+from db.models import RunStatus
 from pipelines import engine
-from pipelines.classification import Ensemble
 from pipelines.data import ClassificationDataset, DetectionDataset, ImageRecord, collate_detection
-from pipelines.detection import build_detector
-from pipelines.models import UnknownBackbone, WeightsUnavailable
 from workbench.configs import ClassifierConfig, DetectorConfig, TrainConfig, config_from_dict, validate_train_config
-from workbench.errors import ConflictError, InputError, NotFoundError, WorkbenchError
-from workbench.splitting import resolve_split
+from workbench.errors import ConflictError, InputError, WorkbenchError
+from workbench.runs import build_model, create_run, get_run, latest_boxes, part_images, recording_failures, to_record, update_run
 from workbench.workspace import Workspace
+
 
 @dataclass
 class TrainResult:
@@ -44,44 +40,6 @@ class TrainResult:
 
 
 # --- data from the DB -------------------------------------------------------------------------
-
-def latest_boxes(session, image_ids: list[int] | None = None) -> dict[int, tuple[float, float, float, float]]:
-    """image id -> its newest valid chest box (pixels of the imported file, exclusive max)."""
-    query = select(Annotation).where(Annotation.status == "valid", Annotation.image_id.is_not(None),
-                                     Annotation.x_min.is_not(None)).order_by(Annotation.id)
-    boxes = {}
-    for a in session.scalars(query):
-        if a.x_max > a.x_min and a.y_max > a.y_min:
-            boxes[a.image_id] = (a.x_min, a.y_min, a.x_max, a.y_max)
-    if image_ids is not None:
-        keep = set(image_ids)
-        boxes = {k: v for k, v in boxes.items() if k in keep}
-    return boxes
-
-
-def part_images(session, split_name: str | None, part: str) -> tuple[int, list[Image]]:
-    """(split id, readable images of one part, by id)."""
-    split = resolve_split(session, split_name)
-    images = list(session.scalars(
-        select(Image).join(SplitMember, SplitMember.image_id == Image.id)
-        .where(SplitMember.split_id == split.id, SplitMember.part == part, Image.status == "ok")
-        .order_by(Image.id)
-    ))
-    require_files(images, f"split part {part!r}")
-    return split.id, images
-
-
-def require_files(images, what: str) -> None:
-    """One-line error, before any model work, when image files have gone from disk."""
-    missing = missing_files(images)
-    if missing:
-        raise InputError(f"{len(missing)} image file(s) of {what} are missing, e.g. {missing[0]}",
-                         "wb reads images where they were imported: restore the folder, or import the new copy")
-
-
-def to_record(image: Image, box=None) -> ImageRecord:
-    return ImageRecord(image_id=image.id, path=image.abs_path, label=int(image.label == "PNEUMONIA"), box=box)
-
 
 def _subset(records: list[ImageRecord], limit: int | None, seed: int) -> list[ImageRecord]:
     if limit is None or len(records) <= limit:
@@ -110,41 +68,7 @@ def _training_records(ws: Workspace, config: TrainConfig, kind: str) -> tuple[in
     return split_id, parts
 
 
-# --- runs -------------------------------------------------------------------------------------
-
-def _code_version() -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version("wb")
-    except Exception:  # noqa: BLE001 - not installed as a distribution (running from source)
-        return None
-
-
-def get_run(session, run_id: int, kinds: tuple[str, ...] = ("detector", "classifier")) -> Run:
-    run = session.get(Run, run_id)
-    if run is None or run.kind not in kinds:
-        raise NotFoundError(f"No {' or '.join(kinds)} run with id {run_id}", "see `wb status` for runs")
-    return run
-
-
-def _update_run(ws: Workspace, run_id: int, **fields) -> None:
-    with ws.db.session() as s:
-        run = s.get(Run, run_id)
-        for k, v in fields.items():
-            setattr(run, k, v)
-
-
-def build_model(kind: str, config: TrainConfig, weights: str | None = None):
-    """The model for `config` (weights override: 'none' when a checkpoint supplies them)."""
-    policy = weights or config.weights
-    try:
-        if kind == "detector":
-            return build_detector(config.backbone, policy, image_size=config.image_size, allow_fallback=config.allow_fallback)
-        return Ensemble(config.members, config.head, policy, allow_fallback=config.allow_fallback, freeze=config.freeze)
-    except (WeightsUnavailable, UnknownBackbone, ValueError) as exc:
-        raise InputError(str(exc)) from None
-
+# --- training ---------------------------------------------------------------------------------
 
 def _optimizer(config: TrainConfig, model: torch.nn.Module):
     params = [p for p in model.parameters() if p.requires_grad]
@@ -207,14 +131,7 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
     split_id, parts = _training_records(ws, config, kind)
     model = build_model(kind, config, "none" if state else None).to(device)
     if resume is None:
-        with ws.db.session() as s:
-            run = Run(kind=kind, name=config.preset, status="created", config=dataclasses.asdict(config),
-                      split_id=split_id, code_version=_code_version())
-            s.add(run)
-            s.flush()
-            run_id = run.id
-        folder = ws.folder("runs", str(run_id))
-        _update_run(ws, run_id, artifact_dir=str(folder))
+        run_id, folder = create_run(ws, kind, dataclasses.asdict(config), split_id=split_id, name=config.preset)
     optimizer = _optimizer(config, model)
     scheduler = _scheduler(config, optimizer)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
@@ -233,13 +150,16 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
         # Each epoch reseeds from (seed, epoch), so a resumed run shuffles as an unbroken one would.
     task = engine.Task(kind, _class_weight(parts["train"]) if getattr(config, "balance", False) else None)
     train_loader, val_loader = _loaders(kind, config, parts, generator)
-    _update_run(ws, run_id, status="running", config=dataclasses.asdict(config), error=None)
-    try:
+    update_run(ws, run_id, status=RunStatus.RUNNING, config=dataclasses.asdict(config), error=None)
+    with recording_failures(ws, run_id):
         for epoch in range(start, config.epochs):
             generator.manual_seed(config.seed + epoch)
             t0 = time.perf_counter()
-            tr = engine.train_one_epoch(model, optimizer, train_loader, device, task, scaler=scaler, scheduler=scheduler,
-                                        desc=f"{kind} epoch {epoch + 1}/{config.epochs}", progress=progress)
+            try:
+                tr = engine.train_one_epoch(model, optimizer, train_loader, device, task, scaler=scaler, scheduler=scheduler,
+                                            desc=f"{kind} epoch {epoch + 1}/{config.epochs}", progress=progress)
+            except engine.NonFiniteLoss as exc:
+                raise WorkbenchError(f"Run {run_id}: {exc}", f"the last good epoch is kept in {folder}/last.pt") from None
             va = engine.evaluate(model, val_loader, device, task)
             if kind == "detector":
                 va["accuracy"] = _detector_val_accuracy(model, val_loader, device, parts["val"])
@@ -253,19 +173,10 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
                                    epoch=epoch + 1, config=dataclasses.asdict(config), history=history, best_val_loss=best)
             if improved:
                 shutil.copyfile(folder / "last.pt", folder / "best.pt")
-            _update_run(ws, run_id, history=list(history), metrics=_training_metrics(history))
-    except KeyboardInterrupt:
-        _update_run(ws, run_id, status="interrupted")
-        raise
-    except engine.NonFiniteLoss as exc:
-        _update_run(ws, run_id, status="failed", error=str(exc))
-        raise WorkbenchError(f"Run {run_id}: {exc}", f"the last good epoch is kept in {folder}/last.pt") from None
-    except Exception as exc:
-        _update_run(ws, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
-        raise
+            update_run(ws, run_id, history=list(history), metrics=_training_metrics(history))
     metrics = _training_metrics(history)
-    _update_run(ws, run_id, status="done", metrics=metrics)
-    return TrainResult(run_id=run_id, status="done", epochs_done=len(history), best_epoch=metrics.get("best_epoch"),
+    update_run(ws, run_id, status=RunStatus.DONE, metrics=metrics)
+    return TrainResult(run_id=run_id, status=RunStatus.DONE, epochs_done=len(history), best_epoch=metrics.get("best_epoch"),
                        best_val_loss=metrics.get("best_val_loss"), artifact_dir=str(folder), history=history)
 
 

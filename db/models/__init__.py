@@ -9,7 +9,7 @@ from db.models.core import (
     SplitMember,
 )
 from db.models.labels import Annotation
-from db.models.runs import Prediction, Run, Suggestion
+from db.models.runs import Prediction, Run, RunStatus, Suggestion
 
 __all__ = [
     "Annotation",
@@ -20,6 +20,7 @@ __all__ = [
     "Image",
     "Prediction",
     "Run",
+    "RunStatus",
     "Split",
     "SplitMember",
     "Suggestion",

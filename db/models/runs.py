@@ -2,11 +2,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.models.base import Base, utcnow
+
+
+class RunStatus(StrEnum):
+    """A run's life: created -> running -> done, or interrupted (Ctrl-C; resumable) or failed (with `error`)."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    DONE = "done"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
 
 
 class Run(Base):
@@ -20,7 +31,7 @@ class Run(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), doc="detector | classifier | eval | suggest")
     name: Mapped[str | None] = mapped_column(String)
-    status: Mapped[str] = mapped_column(String(16), default="created", doc="created | running | done | failed | interrupted")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.CREATED, doc="a RunStatus value")
     config: Mapped[dict] = mapped_column(JSON, default=dict)
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     history: Mapped[list] = mapped_column(JSON, default=list, doc="per-epoch metrics")

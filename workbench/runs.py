@@ -1,0 +1,214 @@
+"""Runs and the queries the use cases share: one small module below training, evaluation,
+suggesting, explaining and simulate, so that none of them imports another.
+
+A run is a `Run` row (kind, config JSON, status, timestamps, metrics, code version) with its files
+in `<workspace>/runs/<id>/`. Here: create one, find one, change its status (Ctrl-C marks it
+interrupted, any other error failed, with the error), load a trained model with its config, and
+the data every use case reads: the newest chest boxes, a split part's images, image records.
+torch is imported only by the functions that build models.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Annotation, Image, Run, RunStatus, SplitMember
+from pipelines.imagecheck import missing_files
+from workbench.configs import SuggestConfig, TrainConfig, config_from_dict
+from workbench.errors import InputError, NotFoundError, WorkbenchError
+from workbench.splitting import resolve_split
+from workbench.workspace import Workspace
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from pipelines.data import ImageRecord
+
+TRAINED_KINDS = ("detector", "classifier")
+Box = tuple[float, float, float, float]
+
+
+# --- the run row --------------------------------------------------------------------------------
+
+SOURCE_ROOT = Path(__file__).resolve().parents[1]  # holds the four packages (a git checkout, or site-packages)
+PACKAGES = ("workbench", "db", "annotations", "pipelines")
+
+
+def code_version(root: Path = SOURCE_ROOT) -> str:
+    """The package version plus the exact code: `0.1.0+git.<commit>` (`.dirty` when tracked files
+    differ from it), or outside a git checkout `0.1.0+code.<sha256 of the packages' .py files>`."""
+    try:
+        from importlib.metadata import version
+
+        base = version("wb")
+    except Exception:  # noqa: BLE001 - not installed as a distribution (running from source)
+        base = "unknown"
+    commit = _git_commit(root)
+    return f"{base}+git.{commit}" if commit else f"{base}+code.{source_hash(root)}"
+
+
+def _git_commit(root: Path) -> str | None:
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):  # no git binary, or it hung
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + (".dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+def source_hash(root: Path = SOURCE_ROOT) -> str:
+    """sha256 (first 16 hex digits) over the path and bytes of every .py file of wb's packages."""
+    digest = hashlib.sha256()
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def get_run(session: Session, run_id: int, kinds: tuple[str, ...] = TRAINED_KINDS) -> Run:
+    run = session.get(Run, run_id)
+    if run is None or run.kind not in kinds:
+        raise NotFoundError(f"No {' or '.join(kinds)} run with id {run_id}", "see `wb status` for runs")
+    return run
+
+
+def create_run(ws: Workspace, kind: str, config: dict, *, split_id: int | None, name: str | None = None,
+               parent_run_id: int | None = None, status: RunStatus = RunStatus.CREATED) -> tuple[int, Path]:
+    """A new run row with the code version, and its folder `<workspace>/runs/<id>/`: (id, folder)."""
+    with ws.db.session() as s:
+        run = Run(kind=kind, name=name, status=status, config=config, split_id=split_id, parent_run_id=parent_run_id,
+                  code_version=code_version())
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    folder = ws.folder("runs", str(run_id))
+    update_run(ws, run_id, artifact_dir=str(folder))
+    return run_id, folder
+
+
+def update_run(ws: Workspace, run_id: int, **fields: Any) -> None:
+    """Set columns of run `run_id` in their own transaction (e.g. status, metrics, history)."""
+    with ws.db.session() as s:
+        run = s.get(Run, run_id)
+        for k, v in fields.items():
+            setattr(run, k, v)
+
+
+def set_status(ws: Workspace, run_id: int, status: RunStatus, error: str | None = None) -> None:
+    update_run(ws, run_id, status=status, error=error)
+
+
+@contextmanager
+def recording_failures(ws: Workspace, run_id: int) -> Iterator[None]:
+    """Ctrl-C marks the run interrupted; any other exception marks it failed with the error. Both re-raise."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        set_status(ws, run_id, RunStatus.INTERRUPTED)
+        raise
+    except Exception as exc:
+        error = exc.message if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
+        set_status(ws, run_id, RunStatus.FAILED, error)
+        raise
+
+
+# --- trained models -----------------------------------------------------------------------------
+
+def build_model(kind: str, config: TrainConfig, weights: str | None = None) -> nn.Module:
+    """The model for `config` (weights override: 'none' when a checkpoint supplies them)."""
+    from pipelines.classification import Ensemble
+    from pipelines.detection import build_detector
+    from pipelines.models import UnknownBackbone, WeightsUnavailable
+
+    policy = weights or config.weights
+    try:
+        if kind == "detector":
+            return build_detector(config.backbone, policy, image_size=config.image_size,
+                                  allow_fallback=config.allow_fallback)
+        return Ensemble(config.members, config.head, policy, allow_fallback=config.allow_fallback,
+                        freeze=config.freeze)
+    except (WeightsUnavailable, UnknownBackbone, ValueError) as exc:
+        raise InputError(str(exc)) from None
+
+
+def load_trained(run: Run, checkpoint: str = "best") -> tuple[nn.Module, TrainConfig]:
+    """(model on CPU in eval mode, config) from the run's `best.pt` or `last.pt`."""
+    from pipelines import engine
+
+    config = config_from_dict(run.kind, run.config)
+    path = Path(run.artifact_dir or "") / f"{checkpoint}.pt"
+    try:
+        state = engine.load_checkpoint(path)
+    except engine.CorruptCheckpoint as exc:
+        raise InputError(str(exc), f"train run {run.id} again, or resume it with `--resume {run.id}`") from None
+    model = build_model(run.kind, config, "none")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise InputError(f"Checkpoint {path} does not fit run {run.id}'s model") from None
+    return model.eval(), config
+
+
+def load_models(ws: Workspace, config: SuggestConfig, device: torch.device) -> tuple[nn.Module, TrainConfig, nn.Module, TrainConfig]:
+    """(detector, its config, classifier, its config) of a suggest config, on `device`, in eval mode."""
+    with ws.db.session() as s:
+        det_run = get_run(s, config.detector_run, ("detector",))
+        cls_run = get_run(s, config.classifier_run, ("classifier",))
+        detector, det_cfg = load_trained(det_run, config.checkpoint)
+        classifier, cls_cfg = load_trained(cls_run, config.checkpoint)
+    return detector.to(device), det_cfg, classifier.to(device), cls_cfg
+
+
+# --- shared queries -----------------------------------------------------------------------------
+
+def latest_boxes(session: Session, image_ids: Iterable[int] | None = None) -> dict[int, Box]:
+    """image id -> its newest valid chest box (pixels of the imported file, exclusive max)."""
+    query = select(Annotation).where(Annotation.status == "valid", Annotation.image_id.is_not(None),
+                                     Annotation.x_min.is_not(None)).order_by(Annotation.id)
+    boxes: dict[int, Box] = {}
+    for a in session.scalars(query):
+        if a.image_id is not None and a.x_max > a.x_min and a.y_max > a.y_min:
+            boxes[a.image_id] = (a.x_min, a.y_min, a.x_max, a.y_max)
+    if image_ids is not None:
+        keep = set(image_ids)
+        boxes = {k: v for k, v in boxes.items() if k in keep}
+    return boxes
+
+
+def part_images(session: Session, split_name: str | None, part: str) -> tuple[int, list[Image]]:
+    """(split id, readable images of one part, by id); their files must be on disk."""
+    split = resolve_split(session, split_name)
+    images = list(session.scalars(
+        select(Image).join(SplitMember, SplitMember.image_id == Image.id)
+        .where(SplitMember.split_id == split.id, SplitMember.part == part, Image.status == "ok")
+        .order_by(Image.id)
+    ))
+    require_files(images, f"split part {part!r}")
+    return split.id, images
+
+
+def require_files(images: Iterable[Any], what: str) -> None:
+    """One-line error, before any model work, when image files have gone from disk."""
+    missing = missing_files(images)
+    if missing:
+        raise InputError(f"{len(missing)} image file(s) of {what} are missing, e.g. {missing[0]}",
+                         "wb reads images where they were imported: restore the folder, or import the new copy")
+
+
+def to_record(image: Image, box: Box | None = None) -> ImageRecord:
+    from pipelines.data import ImageRecord
+
+    return ImageRecord(image_id=image.id, path=image.abs_path, label=int(image.label == "PNEUMONIA"), box=box)
