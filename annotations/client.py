@@ -91,7 +91,7 @@ class LabelStudioClient:
                     "run `wb ls push --new-project` to create a new one (annotations already pulled are kept)",
                 ) from None
             detail = _detail(exc.body)
-            raise LabelStudioError(f"Label Studio refused to {what} (HTTP {code}): {detail}") from None
+            raise LabelStudioError(f"Label Studio refused to {what} (HTTP {code}): {detail}", status_code=code) from None
         except (httpx.TransportError, httpx.TimeoutException) as exc:
             raise ServerUnreachable(
                 f"Label Studio at {self.url} is not answering ({type(exc).__name__})",
@@ -168,6 +168,52 @@ class LabelStudioClient:
             response = self._sdk.projects.import_predictions(id=project, request=list(predictions))
         return int(getattr(response, "created", 0) or 0)
 
+    def get_task_data(self, task: int) -> dict | None:
+        """A task's `data`, or None when the task no longer exists."""
+        try:
+            with self._calling("get the task"):
+                return dict(self._sdk.tasks.get(id=task).data or {})
+        except LabelStudioError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    def update_task_data(self, task: int, data: dict) -> None:
+        """Replace a task's `data` (the whole dict: Label Studio does not merge it)."""
+        with self._calling("update the task"):
+            self._sdk.tasks.update(id=task, data=data)
+
+    def list_users(self) -> list[dict]:
+        """The organisation's users: [{'id', 'email'}]."""
+        with self._calling("list users"):
+            users = self._sdk.users.list()
+        return [{"id": u.id, "email": u.email} for u in users]
+
+    def sign_up(self, email: str, password: str) -> None:
+        """Create an account with a password through the organisation's invite link.
+
+        Label Studio's users API makes accounts without a password (nobody could log in), so
+        this does what a person with the invite link does: GET the sign-up form (its CSRF
+        cookie), POST e-mail and password. Admin rights (the token) are needed for the link.
+        """
+        with self._calling("give the invite link"):
+            response = self._sdk._client_wrapper.httpx_client.request("api/invite", method="GET")
+            if not 200 <= response.status_code < 300:
+                raise _api_error()(status_code=response.status_code, headers=dict(response.headers),
+                                   body=_json_or_text(response))
+        invite = response.json()["token"]
+        with self._calling("sign up the user"), httpx.Client(base_url=self.url, timeout=60.0,
+                                                            follow_redirects=False) as browser:
+            form = browser.get("/user/signup/", params={"token": invite})
+            csrf = browser.cookies.get("csrftoken")
+            if form.status_code != 200 or not csrf:
+                raise _api_error()(status_code=form.status_code, headers=dict(form.headers), body="no sign-up form")
+            done = browser.post("/user/signup/", params={"token": invite},
+                                data={"csrfmiddlewaretoken": csrf, "email": email, "password": password},
+                                headers={"Referer": f"{self.url}/user/signup/?token={invite}"})
+            if done.status_code != 302:  # the form comes back (200) with its errors
+                raise LabelStudioError(f"Label Studio did not create {email}: {_form_errors(done.text)}")
+
     def iter_tasks(self, project: int, *, query: str | None = None, full: bool = True) -> Iterator[list[dict]]:
         """Pages of tasks as plain dicts (with annotations and predictions when full).
 
@@ -200,6 +246,15 @@ def _json_or_text(response: httpx.Response):
         return response.json()
     except ValueError:
         return response.text[:300]
+
+
+def _form_errors(page: str) -> str:
+    """The error lines of a Django form page (its `errorlist` items), for one line of message."""
+    import html
+    import re
+
+    found = [html.unescape(m).strip() for m in re.findall(r'class="errorlist[^"]*">\s*<li>(.*?)</li>', page, re.S)]
+    return "; ".join(found)[:300] or "the sign-up form was refused"
 
 
 def _detail(body) -> str:

@@ -8,6 +8,11 @@ is (x0, y0, x1 + 1, y1 + 1) here.
 
 Label Studio rectangles are percentages of the image: x, y (top-left) and width, height in
 0..100, with the size it saw as `original_width` / `original_height`.
+
+The annotator draws one box labelled `chest` (CHEST_LABEL); its class (`normal chest` /
+`pneumonia chest`, db.models.labels.CHEST_CLASSES, the detector's classes) comes from the image
+label when wb judges it. Projects made before that carry the classes themselves as labels
+(LEGACY_LABELS): their boxes still count when the class matches the image label.
 """
 from __future__ import annotations
 
@@ -22,7 +27,9 @@ FLAGS_FROM_NAME = "flags"
 FLAG_LABEL_WRONG = "label looks wrong"
 FLAG_NO_CHEST = "no usable chest"
 KNOWN_FLAGS = (FLAG_LABEL_WRONG, FLAG_NO_CHEST)
-CHEST_LABELS = tuple(CHEST_CLASSES.values())
+CHEST_LABELS = tuple(CHEST_CLASSES.values())  # the box classes in the DB and the detector
+CHEST_LABEL = "chest"  # the one label an annotator gives a box in Label Studio
+LEGACY_LABELS = CHEST_LABELS  # what projects made before CHEST_LABEL asked the annotator to pick
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,8 @@ def judge_annotation(annotation: dict, *, width: int | None, height: int | None,
     """Parse and validate one LS annotation dict (`result`, `was_cancelled`) against its image.
 
     width/height: the image as wb imported it (None = the task names no image wb knows).
-    image_label: NORMAL | PNEUMONIA; the box label must be CHEST_CLASSES[image_label].
+    image_label: NORMAL | PNEUMONIA; a `chest` box gets the class CHEST_CLASSES[image_label] (the
+    verdict's `label`); a legacy class label must equal it.
     Rules: exactly one chest box, a known label, not rotated, positive area, inside the image
     (within `tolerance_px`, then clipped), and the size LS saw equals the imported size.
     """
@@ -125,9 +133,12 @@ def judge_annotation(annotation: dict, *, width: int | None, height: int | None,
     labels = value.get("rectanglelabels") or []
     if len(labels) != 1:
         return Verdict("rejected", f"the box needs exactly one label, has {len(labels)}", flags=flags)
-    label = labels[0]
-    if label not in CHEST_LABELS:
-        return Verdict("rejected", f"unknown label {label!r} (known: {', '.join(CHEST_LABELS)})", label=label, flags=flags)
+    given = labels[0]
+    if given not in (CHEST_LABEL, *LEGACY_LABELS):
+        return Verdict("rejected", f"unknown label {given!r} (expected {CHEST_LABEL!r})", label=given, flags=flags)
+    label = CHEST_CLASSES.get(image_label or "") if given == CHEST_LABEL else given
+    if label is None:
+        return Verdict("rejected", f"the image has no label ({image_label!r}) to give the box its class", flags=flags)
     if result.get("from_name", BOX_FROM_NAME) != BOX_FROM_NAME:
         return Verdict("rejected", f"box from unknown control {result.get('from_name')!r}", label=label, flags=flags)
     if abs(float(value.get("rotation") or 0)) > 1e-6:
@@ -146,7 +157,7 @@ def judge_annotation(annotation: dict, *, width: int | None, height: int | None,
         return Verdict("rejected", verdict, box=raw, label=label, flags=flags)
     box = clip_box(raw, width, height)
     if image_label is not None and CHEST_CLASSES.get(image_label) != label:
-        why = f"box label {label!r} disagrees with the image label {image_label} (expected {CHEST_CLASSES.get(image_label)!r})"
+        why = f"box label {given!r} disagrees with the image label {image_label} (expected {CHEST_CLASSES.get(image_label)!r})"
         if FLAG_LABEL_WRONG in flags:
             why += f"; flagged {FLAG_LABEL_WRONG!r}: review the image label"
         return Verdict("rejected", why, box=box, label=label, flags=flags)
@@ -183,15 +194,23 @@ def config_labels(label_config: str) -> dict[str, list[str]]:
     return out
 
 
+def box_label_style(box_labels: list[str]) -> str | None:
+    """'chest' for the one-label config, 'legacy' for a per-class config, None for anything else."""
+    if sorted(box_labels) == [CHEST_LABEL]:
+        return "chest"
+    if sorted(box_labels) == sorted(LEGACY_LABELS):
+        return "legacy"
+    return None
+
+
 def check_config_labels(label_config: str) -> str | None:
-    """None when the config's chest-box labels are exactly wb's classes, else what is wrong."""
+    """None when the config's chest-box labels fit wb (['chest'], or the legacy classes), else what is wrong."""
     try:
         labels = config_labels(label_config)
     except ValueError as exc:
         return str(exc)
     if BOX_FROM_NAME not in labels:
         return f"no RectangleLabels named {BOX_FROM_NAME!r}"
-    have, want = sorted(labels[BOX_FROM_NAME]), sorted(CHEST_LABELS)
-    if have != want:
-        return f"chest box labels are {have}, wb's classes are {want}"
+    if box_label_style(labels[BOX_FROM_NAME]) is None:
+        return f"chest box labels are {sorted(labels[BOX_FROM_NAME])}, wb expects [{CHEST_LABEL!r}]"
     return None

@@ -6,10 +6,11 @@ from __future__ import annotations
 class LabelStudioError(Exception):
     """Something about the server, the project or the token; `hint` says what to do."""
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, *, status_code: int | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.status_code = status_code  # the HTTP status when the server answered with an error
 
 
 class ServerUnreachable(LabelStudioError):
@@ -30,3 +31,7 @@ class LabelConfigError(LabelStudioError):
 
 class ServerStartError(LabelStudioError):
     """`label-studio start` failed or did not answer in time."""
+
+
+class AlreadyExists(LabelStudioError):
+    """What wb was asked to create exists on the server already (e.g. a user)."""

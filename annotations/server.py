@@ -24,8 +24,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-
 from annotations.errors import ServerStartError
 
 ADMIN_EMAIL = "wb@localhost"
@@ -119,8 +117,20 @@ def _last_port(folder: Path) -> int | None:
         return None
 
 
+def known_url(folder: Path) -> str | None:
+    """The URL of the server wb runs from `folder`: where it runs, else where it ran last (a
+    restart takes the same port when it is free); None when it never ran."""
+    state = load_state(folder)
+    if state is not None:
+        return state.url
+    port = _last_port(folder)
+    return f"http://127.0.0.1:{port}" if port else None
+
+
 def is_answering(url: str, timeout: float = 2.0) -> bool:
     """True when GET /api/version answers 200 (needs no token)."""
+    import httpx  # here, not at import: `wb status` reads server.json without paying for httpx
+
     try:
         return httpx.get(f"{url}/api/version", timeout=timeout).status_code == 200
     except httpx.HTTPError:

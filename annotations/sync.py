@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,9 +20,11 @@ from sqlalchemy.orm import Session
 from annotations.client import LabelStudioClient
 from annotations.convert import (
     BOX_FROM_NAME,
-    CHEST_LABELS,
+    CHEST_LABEL,
     PixelBox,
+    box_label_style,
     check_config_labels,
+    config_labels,
     rectangle_result,
 )
 from annotations.errors import LabelConfigError, LabelStudioError
@@ -38,6 +41,7 @@ class PushSummary:
     created: int = 0
     already: int = 0
     adopted: int = 0
+    skipped_annotated: int = 0  # not pushed yet and already with a valid box: left out
     predictions: int = 0
     model_version: str | None = None
 
@@ -56,16 +60,33 @@ class ImageRef:
     width: int | None
     height: int | None
     status: str
+    source_split: str = ""
 
     @property
     def abs_path(self) -> str:
         return f"{self.root}/{self.rel_path}"
 
 
+def shown_path(rel_path: str, source_split: str) -> str:
+    """The path an annotator sees (task field `wb_path`): the dataset's own train/val/test folder left out.
+
+    `chest_xray/test/NORMAL/IM-0001-0001.jpeg` -> `NORMAL/IM-0001-0001.jpeg`. The dataset's folder
+    is not wb's split (a `test` file may sit in the split's train batch), so showing it misleads;
+    the class folder and file name still find the file.
+    """
+    parts = rel_path.split("/")
+    folders = parts[:-1]
+    if source_split in folders:
+        cut = len(folders) - folders[::-1].index(source_split)
+        return "/".join(parts[cut:])
+    return "/".join(parts[-2:])
+
+
 def image_refs(session: Session, ids: Sequence[int]) -> list[ImageRef]:
     """ImageRefs for these image ids, in the order given (unknown ids are left out)."""
     found: dict[int, ImageRef] = {}
-    cols = (Image.id, DatasetRoot.path, Image.rel_path, Image.label, Image.width, Image.height, Image.status)
+    cols = (Image.id, DatasetRoot.path, Image.rel_path, Image.label, Image.width, Image.height, Image.status,
+            Image.source_split)
     step = 5000  # bound parameters per query (SQLite allows 32766)
     for i in range(0, len(ids), step):
         rows = session.execute(select(*cols).join(DatasetRoot, Image.root_id == DatasetRoot.id)
@@ -82,16 +103,23 @@ def current_project(session: Session, server_key: str) -> LsProject | None:
     ).first()
 
 
+class ProjectState(NamedTuple):
+    row: LsProject
+    task_count: int  # as the server reports it
+    box_labels: str  # 'chest' (one label, wb gives the class) or 'legacy' (the annotator picks the class)
+
+
 def ensure_project(
     session: Session, client: LabelStudioClient, label_config: str, *, document_root: str | None, new: bool = False,
     roots: Sequence[str] = (),
     server_key: str | None = None,
-) -> tuple[LsProject, int]:
-    """The workspace's project on this server (created once from label_config, then reused) and
-    how many tasks the server says it has.
+) -> ProjectState:
+    """The workspace's project on this server (created once from label_config, then reused), how
+    many tasks the server says it has, and which box labels it uses.
 
-    The server's chest-box labels must equal wb's classes (CHEST_CLASSES); `new` marks the
-    stored project gone (e.g. deleted on the server) and creates a fresh one.
+    The server's chest-box labels must be ['chest'] or, in a project made before that, wb's
+    classes (CHEST_CLASSES); `new` marks the stored project gone (e.g. deleted on the server) and
+    creates a fresh one.
     """
     problem = check_config_labels(label_config)
     if problem:
@@ -104,13 +132,14 @@ def ensure_project(
     if row is not None:
         project = client.get_project(row.project_id)
         have = sorted(project["labels"].get(BOX_FROM_NAME, []))
-        if have != sorted(CHEST_LABELS):
+        style = box_label_style(have)
+        if style is None:
             raise LabelConfigError(
-                f"Label Studio project {row.project_id} has chest box labels {have}, wb's classes are {sorted(CHEST_LABELS)}",
+                f"Label Studio project {row.project_id} has chest box labels {have}, wb expects [{CHEST_LABEL!r}]",
                 "paste annotations/label_config.xml into the project's Settings > Labeling Interface, "
                 "or run `wb ls push --new-project`",
             )
-        return row, project["task_number"]
+        return ProjectState(row, project["task_number"], style)
     project_id = client.create_project(PROJECT_TITLE, label_config)
     row = LsProject(server_url=key, project_id=project_id, title=PROJECT_TITLE, document_root=document_root,
                     storages={})
@@ -118,7 +147,7 @@ def ensure_project(
     session.flush()
     if document_root:
         ensure_storages(client, row, [r for r in roots if _below(r, document_root)])
-    return row, 0
+    return ProjectState(row, 0, box_label_style(config_labels(label_config)[BOX_FROM_NAME]) or "chest")
 
 
 def _below(path: str, root: str) -> bool:
@@ -189,11 +218,26 @@ def adopt_tasks(session: Session, client: LabelStudioClient, row: LsProject, *, 
     return adopted
 
 
-def prediction_payload(pred: Prediction, image: ImageRef | Image, model_version: str) -> dict | None:
-    """A LS prediction from a detector's box (pixels -> percent); None when it has no box."""
+def task_data(image: ImageRef, url: str) -> dict:
+    """A task's data: the image URL, wb's id for it, and what the labelling view shows beside it.
+
+    `wb_feedback` starts empty; a pull that rejects the task's annotation writes the reason there
+    (annotations/feedback.py), where the annotator sees it.
+    """
+    return {"image": url, "wb_image_id": image.id, "wb_label": image.label,
+            "wb_path": shown_path(image.rel_path, image.source_split), "wb_feedback": ""}
+
+
+def prediction_payload(pred: Prediction, image: ImageRef | Image, model_version: str, *,
+                       box_labels: str = "chest") -> dict | None:
+    """A LS prediction from a detector's box (pixels -> percent); None when it has no box.
+
+    The box is labelled `chest` (or, in a legacy project, with the image label's class): never
+    with the class the detector guessed, which the annotator would submit unseen.
+    """
     if None in (pred.x_min, pred.y_min, pred.x_max, pred.y_max) or not image.width or not image.height:
         return None
-    label = pred.label if pred.label in CHEST_LABELS else CHEST_CLASSES.get(pred.label or "", CHEST_CLASSES[image.label])
+    label = CHEST_LABEL if box_labels == "chest" else CHEST_CLASSES[image.label]
     box = PixelBox(pred.x_min, pred.y_min, pred.x_max, pred.y_max)
     out = {"model_version": model_version, "result": [rectangle_result(box, label, image.width, image.height)]}
     if pred.score is not None:
@@ -210,10 +254,14 @@ def push_tasks(
     predictions: dict[int, Prediction] | None = None,
     model_version: str | None = None,
     server_task_count: int = 0,
+    box_labels: str = "chest",
+    skip: Iterable[int] = (),
 ) -> PushSummary:
     """Create one task per image not pushed yet; attach predictions once per (task, run).
 
     The caller checks first that the image files exist (Label Studio would show broken tasks).
+    box_labels: the project's ProjectState.box_labels (how pre-annotations are labelled).
+    skip: image ids to leave out unless already pushed to this project (e.g. those with a valid box).
     """
     summary = PushSummary(project_id=row.project_id, model_version=model_version)
     if not row.document_root:
@@ -222,16 +270,18 @@ def push_tasks(
     summary.adopted = adopt_tasks(session, client, row, server_count=server_task_count)
     ensure_storages(client, row, {im.root for im in images})
     pushed = {t.image_id: t for t in session.scalars(select(LsTask).where(LsTask.ls_project_id == row.id))}
-    new_images = [im for im in images if im.id not in pushed]
-    summary.already = len(images) - len(new_images)
+    skip = set(skip)
+    new_images = [im for im in images if im.id not in pushed and im.id not in skip]
+    summary.already = sum(im.id in pushed for im in images)
+    summary.skipped_annotated = len(images) - len(new_images) - summary.already
     predictions = predictions or {}
     tasks = []
     url = _url_maker(row.document_root)
     for im in new_images:
-        task: dict = {"data": {"image": url(im), "wb_image_id": im.id,
-                               "wb_label": im.label, "wb_path": im.rel_path}}
+        task: dict = {"data": task_data(im, url(im))}
         pred = predictions.get(im.id)
-        payload = prediction_payload(pred, im, model_version) if pred is not None and model_version else None
+        payload = (prediction_payload(pred, im, model_version, box_labels=box_labels)
+                   if pred is not None and model_version else None)
         if payload:
             task["predictions"] = [payload]
             summary.predictions += 1
@@ -250,7 +300,7 @@ def push_tasks(
             link = pushed.get(im.id)
             if link is None or model_version in (link.prediction_runs or []) or im.id not in predictions:
                 continue
-            payload = prediction_payload(predictions[im.id], im, model_version)
+            payload = prediction_payload(predictions[im.id], im, model_version, box_labels=box_labels)
             if payload:
                 late.append((link, {**payload, "task": link.ls_task_id}))
         if late:

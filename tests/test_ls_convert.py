@@ -7,6 +7,7 @@ from annotations import LABEL_CONFIG
 from annotations.client import annotated_query, format_ls_time, parse_ls_time, updated_after_query
 from annotations.convert import (
     PixelBox,
+    box_label_style,
     check_config_labels,
     config_labels,
     inclusive_to_box,
@@ -120,16 +121,36 @@ def test_task_without_known_image_is_rejected():
     assert v.status == "rejected" and "no image wb knows" in v.reason
 
 
-def test_shipped_label_config_matches_detector_classes():
+def test_chest_box_gets_its_class_from_the_image_label():
+    # the annotator draws `chest`; the DB gets the detector's class for the image label
+    normal = judge([rect(10, 20, 50, 25, label="chest")], image_label="NORMAL")
+    sick = judge([rect(10, 20, 50, 25, label="chest")], image_label="PNEUMONIA")
+    assert (normal.status, normal.label, normal.box) == ("valid", "normal chest", PixelBox(20, 20, 120, 45))
+    assert (sick.status, sick.label) == ("valid", "pneumonia chest")
+    # legacy projects: the class label still counts when it matches, and is rejected when it does not
+    assert judge([rect(10, 20, 50, 25, label="pneumonia chest")], image_label="PNEUMONIA").status == "valid"
+    wrong = judge([rect(10, 20, 50, 25, label="pneumonia chest")], image_label="NORMAL")
+    assert wrong.status == "rejected" and "'pneumonia chest' disagrees with the image label NORMAL" in wrong.reason
+    two = judge([rect(10, 20, 50, 25, label="chest"), rect(5, 5, 10, 10, label="chest")])
+    assert two.status == "rejected" and "found 2" in two.reason
+
+
+def test_shipped_label_config_has_one_chest_label_capped_at_one_box():
+    import xml.etree.ElementTree as ET
+
     text = LABEL_CONFIG.read_text()
     assert check_config_labels(text) is None
-    assert sorted(config_labels(text)["bbox"]) == sorted(CHEST_CLASSES.values())
+    assert config_labels(text)["bbox"] == ["chest"] and box_label_style(["chest"]) == "chest"
+    (label,) = ET.fromstring(text).iter("Label")
+    assert (label.get("maxUsages"), label.get("hotkey")) == ("1", "1")
+    assert "$wb_feedback" in text and "$wb_label" in text  # what wb tells the annotator, beside the image
     assert DETECTOR_CLASSES == ("background", "normal chest", "pneumonia chest")
+    assert box_label_style(list(CHEST_CLASSES.values())) == "legacy"
 
 
 def test_label_config_problems_are_named():
-    text = LABEL_CONFIG.read_text().replace("pneumonia chest", "sick chest")
-    assert "wb's classes are" in check_config_labels(text)
+    text = LABEL_CONFIG.read_text().replace('value="chest"', 'value="sick chest"')
+    assert "wb expects ['chest']" in check_config_labels(text)
     assert "not well-formed" in check_config_labels("<View><Image")
     assert "no RectangleLabels" in check_config_labels("<View/>")
 
@@ -139,3 +160,30 @@ def test_ls_time_filter_format():
     assert format_ls_time(moment) == "2026-11-26T01:33:36.668123Z"
     assert '"value": "2026-11-26T01:33:26.668123Z"' in updated_after_query("2026-11-26T01:33:36.668123Z", 10)
     assert "filter:tasks:total_annotations" in annotated_query()
+
+
+@pytest.mark.parametrize("rel_path,source_split,shown", [
+    ("chest_xray/test/NORMAL/IM-0001-0001.jpeg", "test", "NORMAL/IM-0001-0001.jpeg"),
+    ("CellData/chest_xray/train/PNEUMONIA/BACTERIA-1-2.jpeg", "train", "PNEUMONIA/BACTERIA-1-2.jpeg"),
+    ("chest_xray/train/train/NORMAL/x.jpeg", "train", "NORMAL/x.jpeg"),  # the innermost split folder
+    ("odd/NORMAL/x.jpeg", "val", "NORMAL/x.jpeg"),
+])
+def test_shown_path_leaves_out_the_datasets_split_folder(rel_path, source_split, shown):
+    from annotations.sync import shown_path
+
+    assert shown_path(rel_path, source_split) == shown
+
+
+def test_feedback_text_says_why_and_clears_when_fixed():
+    from annotations.feedback import ACCEPTED, AnnotationState, feedback_text
+
+    bad = AnnotationState(7, "ann@lab.org", "rejected", "expected exactly one chest box, found 2")
+    good = AnnotationState(7, "ann@lab.org", "valid", None)
+    text = feedback_text([bad], None)
+    assert text == "wb rejected this annotation: expected exactly one chest box, found 2. Fix the box, then press Update."
+    assert feedback_text([good], text) == ACCEPTED  # fixed: the annotator sees it was taken
+    assert feedback_text([good], ACCEPTED) == ACCEPTED
+    assert feedback_text([good], None) == ""  # never rejected: nothing to say
+    assert feedback_text([AnnotationState(7, "a", "deleted", "deleted in Label Studio")], text) == ""
+    two = feedback_text([bad, AnnotationState(8, "b@lab.org", "valid", None)], None)
+    assert "annotation 7 by ann@lab.org" in two and "found 2" in two

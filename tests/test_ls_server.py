@@ -89,15 +89,17 @@ def test_push_annotate_pull_loop_against_real_server(cli, ws, imported_sample_db
         assert task["data"]["wb_image_id"] == image_id
         assert [p["model_version"] for p in task["predictions"]] == [str(run_id)]
         pred = task["predictions"][0]["result"][0]
-        assert pred["value"]["rectanglelabels"] == [CHEST_CLASSES[by_id[image_id].label]]
+        assert pred["value"]["rectanglelabels"] == ["chest"]  # the class is wb's, from the image label
+        assert task["data"]["wb_feedback"] == "" and task["data"]["wb_label"] == by_id[image_id].label
+        assert task["data"]["wb_path"] == "/".join(by_id[image_id].rel_path.split("/")[-2:])  # no dataset split folder
     # the image is served from local files, without uploading bytes
     some = tasks[task_of[ids[0]]]
     got = httpx.get(ls_env["url"] + some["data"]["image"], headers={"Authorization": f"Token {ls_env['token']}"})
     assert got.status_code == 200 and got.content == Path(SAMPLE / by_id[ids[0]].rel_path).read_bytes()
 
-    def box(image_id, pixel_box, label=None):
+    def box(image_id, pixel_box, label="chest"):
         im = by_id[image_id]
-        return [rectangle_result(pixel_box, label or CHEST_CLASSES[im.label], im.width, im.height)]
+        return [rectangle_result(pixel_box, label, im.width, im.height)]
 
     i_normal, i_updated, i_deleted, i_skipped, i_outside, i_unknown = ids[:6]
     w0, h0 = by_id[i_normal].width, by_id[i_normal].height
@@ -199,12 +201,18 @@ def test_push_annotate_pull_loop_against_real_server(cli, ws, imported_sample_db
     res = cli.run("ls", "pull", code=1)
     assert f"project {project} no longer exists" in res.output and "--new-project" in res.output
     assert _dump(ws) == after
+    # Issue 13.14: a new project does not re-send images that already have a valid box (ids[0], ids[1]), unless asked.
     fresh = cli.json("ls", "push", "--images", ",".join(map(str, ids[:3])), "--new-project")
-    assert fresh["project_id"] != project and fresh["created"] == 3
+    assert fresh["project_id"] != project
+    assert (fresh["created"], fresh["skipped_annotated"], fresh["already"]) == (1, 2, 0)
+    res = cli.run("ls", "push", "--images", ",".join(map(str, ids[:3])))
+    assert "skipped 2 with a valid box (--include-annotated sends them)" in res.output
+    both = cli.json("ls", "push", "--images", ",".join(map(str, ids[:3])), "--include-annotated")
+    assert (both["created"], both["skipped_annotated"], both["already"]) == (2, 0, 1)
 
     # Someone edits the project's labels on the server: wb refuses and says how to fix it.
     config = (Path(__file__).parents[1] / "annotations" / "label_config.xml").read_text()
-    sdk.projects.update(id=fresh["project_id"], label_config=config.replace("pneumonia chest", "sick chest"))
+    sdk.projects.update(id=fresh["project_id"], label_config=config.replace('value="chest"', 'value="sick chest"'))
     res = cli.run("ls", "push", "--images", ",".join(map(str, ids[:3])), code=1)
     assert "chest box labels" in res.output and "label_config.xml" in res.output
 

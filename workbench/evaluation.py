@@ -17,33 +17,11 @@ from pipelines.detection import cam_target_layer
 from pipelines.metrics import classification_metrics, detection_map, mean_iou
 from pipelines.report import plot_confusion, plot_curves, plot_image_grid, plot_roc, write_report
 from workbench.errors import InputError, NotFoundError
+from workbench.predicting import top_detections
 from workbench.runs import get_run, latest_boxes, load_trained, part_images, to_record
 from workbench.workspace import Workspace
 
 PARTS = ("train", "val", "test")
-
-
-def _detector_outputs(preds: list[dict], sizes: list[tuple[int, int]], image_size: int):
-    """Top detection per image in file pixels: (labels 0/1, prob_pneumonia, scores, boxes, all scaled preds)."""
-    labels, probs, scores, boxes, scaled = [], [], [], [], []
-    for p, (w, h) in zip(preds, sizes, strict=True):
-        factor = np.array([w / image_size, h / image_size, w / image_size, h / image_size])
-        b = p["boxes"].reshape(-1, 4) * factor
-        scaled.append({"boxes": b, "scores": p["scores"], "labels": p["labels"]})
-        if len(p["scores"]):
-            pneumonia = int(p["labels"][0]) == 2
-            s = float(p["scores"][0])
-            labels.append(int(pneumonia))
-            # Monotone in the top detection and consistent with its class: >= 0.5 iff pneumonia.
-            probs.append(0.5 + 0.5 * s if pneumonia else 0.5 - 0.5 * s)
-            scores.append(s)
-            boxes.append(b[0].tolist())
-        else:
-            labels.append(0)
-            probs.append(0.5)
-            scores.append(None)
-            boxes.append(None)
-    return labels, probs, scores, boxes, scaled
 
 
 def evaluate_run(ws: Workspace, run_id: int, part: str = "test", *, checkpoint: str = "best", n_boot: int = 1000,
@@ -80,7 +58,7 @@ def evaluate_run(ws: Workspace, run_id: int, part: str = "test", *, checkpoint: 
         loader = torch.utils.data.DataLoader(DetectionDataset(records, config.image_size), batch_size=batch_size,
                                              collate_fn=collate_detection)
         preds = engine.predict_detections(model, loader, device, progress=progress)
-        y_pred, probs, top_scores, top_boxes, scaled = _detector_outputs(preds, sizes, config.image_size)
+        y_pred, probs, top_scores, top_boxes, scaled = top_detections(preds, sizes, config.image_size)
         y_pred, probs = np.array(y_pred), np.array(probs)
         annotated = [i for i, r in enumerate(records) if r.box is not None]
         if annotated:

@@ -11,7 +11,7 @@ import os
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -19,11 +19,14 @@ from tqdm import tqdm
 
 from annotations import LABEL_CONFIG
 from annotations.client import LabelStudioClient
-from annotations.errors import LabelConfigError, LabelStudioError
+from annotations.errors import AlreadyExists, LabelConfigError, LabelStudioError
+from annotations.feedback import pending_feedback, write_feedback
+from annotations.links import MANAGED_PREFIX, server_url, task_url
 from annotations.pull import PullSummary, apply_tasks, fetch_changed_tasks
 from annotations.server import (
     CREDENTIALS_FILE,
     is_answering,
+    known_url,
     load_credentials,
     load_state,
     pid_alive,
@@ -37,11 +40,12 @@ from annotations.sync import (
     ensure_project,
     image_refs,
     push_tasks,
+    shown_path,
 )
 from db.models import AnnotationBatch, AnnotationBatchItem, DatasetRoot, Image, Prediction, Run
-from db.models.labels import LsTask
+from db.models.labels import ANNOTATION_STATUSES, Annotation, LsProject, LsTask
 from pipelines.imagecheck import missing_files
-from workbench.errors import ExternalServiceError, InputError, NotFoundError
+from workbench.errors import ConflictError, ExternalServiceError, InputError, NotFoundError
 from workbench.splitting import resolve_split
 from workbench.workspace import Workspace
 
@@ -53,6 +57,8 @@ def _service_errors() -> Iterator[None]:
         yield
     except LabelConfigError as exc:
         raise InputError(exc.message, exc.hint) from None
+    except AlreadyExists as exc:
+        raise ConflictError(exc.message, exc.hint) from None
     except LabelStudioError as exc:
         raise ExternalServiceError(exc.message, exc.hint) from None
 
@@ -74,10 +80,11 @@ def document_root_for(roots: Sequence[str]) -> Path:
 class ServeResult:
     url: str
     email: str
-    pid: int
-    document_root: str
-    credentials: str
-    already_running: bool
+    password: str = field(repr=False)
+    pid: int = 0
+    document_root: str = ""
+    credentials: str = ""
+    already_running: bool = False
     process: subprocess.Popen | None = None
 
     def as_dict(self) -> dict:
@@ -93,8 +100,8 @@ def serve(ws: Workspace, *, port: int | None = None) -> ServeResult:
     with _service_errors():
         state, proc = start_server(folder, root, port=port)
     creds = load_credentials(folder)
-    return ServeResult(state.url, creds.email if creds else "?", state.pid, state.document_root,
-                       str(folder / CREDENTIALS_FILE), already_running=proc is None, process=proc)
+    return ServeResult(state.url, creds.email if creds else "?", creds.password if creds else "?", state.pid,
+                       state.document_root, str(folder / CREDENTIALS_FILE), already_running=proc is None, process=proc)
 
 
 def wait_until_stopped(ws: Workspace, result: ServeResult) -> None:
@@ -132,7 +139,7 @@ def _connection(ws: Workspace) -> tuple[str, str | None, str, str]:
     state = load_state(folder)
     key = url
     if not url and state is not None:
-        url, key = state.url, f"managed:{state.data_dir}"
+        url, key = state.url, MANAGED_PREFIX + state.data_dir
     if not url:
         raise ExternalServiceError(
             "No Label Studio server is known to this workspace",
@@ -173,27 +180,80 @@ def token(ws: Workspace) -> str:
 
 
 def ls_status(ws: Workspace) -> dict:
+    """Where the server is, whether it answers, and the DB's project with its counts.
+
+    Everything but `running` comes from the DB and the workspace, so a stopped server still
+    shows its project, tasks, annotations and last pull.
+    """
     folder = ls_folder(ws)
+    external = os.environ.get("WB_LS_URL")
     state = load_state(folder)
-    known = bool(os.environ.get("WB_LS_URL")) or state is not None
-    url, tok, source, key = _connection(ws) if known else (None, None, "none", None)
-    project, tasks = None, 0
+    if external or state is not None:
+        url, tok, source, key = _connection(ws)
+    else:  # wb's own server, stopped (or never started): its project is keyed by its data dir
+        url, key = known_url(folder), MANAGED_PREFIX + str(folder / "data")
+        creds = load_credentials(folder)
+        tok, source = (creds.token, str(folder / CREDENTIALS_FILE)) if creds else (None, "none")
+    project, tasks, counts = None, 0, {}
     with ws.db.session() as s:
         project = current_project(s, key) if key else None
         if project is not None:
             tasks = s.scalar(select(func.count(LsTask.id)).where(LsTask.ls_project_id == project.id)) or 0
-    info = {
+            counts = dict(s.execute(select(Annotation.status, func.count()).where(
+                Annotation.ls_project_id == project.id).group_by(Annotation.status)).all())
+    return {
         "url": url,
         "running": bool(url) and is_answering(url),
         "project_id": project.project_id if project else None,
         "tasks_pushed": tasks,
-        "managed": state is not None and not os.environ.get("WB_LS_URL"),
-        "pid": state.pid if state and not os.environ.get("WB_LS_URL") else None,
+        "annotations": {k: counts.get(k, 0) for k in ANNOTATION_STATUSES},
+        "managed": not external and url is not None,
+        "pid": state.pid if state and not external else None,
         "token_source": source if tok else None,
         "document_root": state.document_root if state else os.environ.get("WB_LS_DOCUMENT_ROOT"),
         "last_pull_at": project.last_pull_at.isoformat() if project and project.last_pull_at else None,
     }
-    return info
+
+
+def rejected(ws: Workspace, *, limit: int | None = None) -> list[dict]:
+    """Rejected Label Studio annotations, newest project first, with the reason and a link to the task."""
+    with ws.db.session() as s:
+        rows = s.execute(
+            select(Annotation, LsProject, Image).join(LsProject, Annotation.ls_project_id == LsProject.id)
+            .join(Image, Annotation.image_id == Image.id, isouter=True)
+            .where(Annotation.status == "rejected").order_by(LsProject.id.desc(), Annotation.ls_task_id, Annotation.id)
+            .limit(limit)
+        ).all()
+        out = []
+        for ann, project, image in rows:
+            base = server_url(project.server_url)
+            out.append({
+                "annotation_id": ann.id, "ls_annotation_id": ann.ls_annotation_id, "ls_task_id": ann.ls_task_id,
+                "project_id": project.project_id, "project_gone": project.gone,
+                "image_id": ann.image_id, "image": shown_path(image.rel_path, image.source_split) if image else None,
+                "annotator": ann.annotator, "reason": ann.reason,
+                "link": task_url(base, project.project_id, ann.ls_task_id) if base and not project.gone else None,
+            })
+    return out
+
+
+# ---- accounts -------------------------------------------------------------------------------
+
+def add_user(ws: Workspace, email: str) -> dict:
+    """An annotator account on the workspace's server: {'url', 'id', 'email', 'password'} (shown once)."""
+    from annotations.users import add_user as make_user
+
+    client = client_for(ws)
+    with _service_errors():
+        made = make_user(client, email)
+    return {"url": client.url, "id": made.id, "email": made.email, "password": made.password}
+
+
+def list_users(ws: Workspace) -> list[dict]:
+    from annotations.users import list_users as users_on
+
+    with _service_errors():
+        return [{"id": u.id, "email": u.email} for u in users_on(client_for(ws))]
 
 
 # ---- push / pull ----------------------------------------------------------------------------
@@ -235,17 +295,37 @@ def _select_images(s, image_refs: Sequence[str] | None, batch: str | None, split
 
 
 def _run_predictions(s, run_id: int, images: Sequence[ImageRef]) -> dict[int, Prediction]:
+    """The run's best-scoring box per image; one line when the run has none for images it never saw."""
     run = s.get(Run, run_id)
     if run is None:
         raise NotFoundError(f"No run {run_id}", "see `wb status` for runs")
     wanted = {im.id for im in images}
     best: dict[int, Prediction] = {}
-    for p in s.scalars(select(Prediction).where(Prediction.run_id == run_id, Prediction.x_min.is_not(None))):
-        if p.image_id in wanted and (p.image_id not in best or (p.score or 0) > (best[p.image_id].score or 0)):
+    seen: set[int] = set()
+    for p in s.scalars(select(Prediction).where(Prediction.run_id == run_id, Prediction.image_id.in_(wanted))):
+        seen.add(p.image_id)
+        if p.x_min is not None and (p.image_id not in best or (p.score or 0) > (best[p.image_id].score or 0)):
             best[p.image_id] = p
-    if not best:
-        raise InputError(f"Run {run_id} has no boxes for these images", "pick a detector run that predicted them")
+    unseen = len(wanted - seen)
+    if unseen and run.kind != "detector":
+        detector = (run.config or {}).get("detector_run")
+        raise InputError(f"Run {run_id} ({run.kind}) has no predictions for {unseen} of these {len(wanted)} images",
+                         f"pass a detector run, e.g. `--predictions {detector or 'DETECTOR_RUN'}`: wb runs it on the "
+                         "images it has not seen")
+    if wanted and not best:
+        raise InputError(f"Run {run_id} found no chest box in any of these {len(wanted)} images",
+                         "push without --predictions, or train the detector longer")
     return best
+
+
+def _valid_box_images(s, image_ids: Sequence[int]) -> set[int]:
+    """The images among these that already have a valid chest box (from Label Studio or a file)."""
+    found: set[int] = set()
+    ids = list(image_ids)
+    for i in range(0, len(ids), 5000):
+        found.update(s.scalars(select(Annotation.image_id).where(
+            Annotation.status == "valid", Annotation.image_id.in_(ids[i : i + 5000]))))
+    return found
 
 
 def _read_config(label_config: Path | None) -> str:
@@ -262,9 +342,14 @@ def prepare_project(ws: Workspace, *, label_config: Path | None = None, new_proj
     client, key = _client_and_key(ws)
     with ws.db.session() as s, _service_errors():
         roots = list(s.scalars(select(DatasetRoot.path)))
-        row, _ = ensure_project(s, client, config_text, document_root=_document_root(ws, roots),
-                                new=new_project, roots=roots, server_key=key)
-        return row.project_id
+        project = ensure_project(s, client, config_text, document_root=_document_root(ws, roots),
+                                 new=new_project, roots=roots, server_key=key)
+        return project.row.project_id
+
+
+LEGACY_NOTE = ("project {id} asks annotators to pick 'normal chest' or 'pneumonia chest' (made by an older wb); "
+               "`wb ls push --new-project` moves the images without a valid box to a project with one 'chest' "
+               "label whose class wb takes from the image label")
 
 
 def push(
@@ -276,8 +361,15 @@ def push(
     predictions_run: int | None = None,
     label_config: Path | None = None,
     new_project: bool = False,
+    include_annotated: bool = False,
+    progress: bool = True,
 ) -> dict:
-    """Send images as tasks (idempotent), optionally with a run's boxes as pre-annotations."""
+    """Send images as tasks (idempotent), optionally with a run's boxes as pre-annotations.
+
+    Images that already have a valid chest box are not sent again (a new project, or a batch
+    annotated from a file) unless `include_annotated`. With a detector run, the images it has
+    no prediction for are predicted first (its best.pt, on the CPU).
+    """
     config_text = _read_config(label_config)
     with ws.db.session() as s:
         what, chosen_ids = _select_images(s, images, batch, split)
@@ -292,21 +384,38 @@ def push(
         if missing:
             raise InputError(f"{len(missing)} image file(s) are missing, e.g. {missing[0]}; nothing was pushed",
                              "restore the files (or re-import the dataset) and push again")
-        preds = _run_predictions(s, predictions_run, chosen) if predictions_run is not None else None
+        skip = set() if include_annotated else _valid_box_images(s, chosen_ids)
+        key = _connection(ws)[3]  # fails here, before any model work, when no server is known
+        current = None if new_project else current_project(s, key)
+        pushed = set(s.scalars(select(LsTask.image_id).where(LsTask.ls_project_id == current.id))) if current else set()
+        run = s.get(Run, predictions_run) if predictions_run is not None else None
+    predicted = 0
+    if run is not None and run.kind == "detector":  # its own session: the push below must not hold a stale read
+        from workbench.predicting import predict_missing_boxes  # torch: only when a detector has to run
+
+        predicted = predict_missing_boxes(ws, run.id, [im.id for im in chosen if im.id in pushed or im.id not in skip],
+                                          progress=progress)
+    with ws.db.session() as s:
+        targets = [im for im in chosen if im.id in pushed or im.id not in skip]
+        preds = _run_predictions(s, predictions_run, targets) if predictions_run is not None and targets else None
         roots = list(s.scalars(select(DatasetRoot.path)))
         client, key = _client_and_key(ws)
         with _service_errors():
-            row, count = ensure_project(s, client, config_text, document_root=_document_root(ws, roots),
-                                        new=new_project, roots=roots, server_key=key)
+            project = ensure_project(s, client, config_text, document_root=_document_root(ws, roots),
+                                     new=new_project, roots=roots, server_key=key)
             summary: PushSummary = push_tasks(
-                s, client, row, chosen, predictions=preds,
-                model_version=str(predictions_run) if predictions_run is not None else None, server_task_count=count,
+                s, client, project.row, chosen, predictions=preds,
+                model_version=str(predictions_run) if predictions_run is not None else None,
+                server_task_count=project.task_count, box_labels=project.box_labels, skip=skip,
             )
-    return {"selection": what, "images": len(chosen), "url": client.url, **summary.as_dict()}
+    note = LEGACY_NOTE.format(id=project.row.project_id) if project.box_labels == "legacy" else None
+    return {"selection": what, "images": len(chosen), "url": client.url, "predicted": predicted,
+            "box_labels": project.box_labels, "note": note, **summary.as_dict()}
 
 
 def pull(ws: Workspace, *, progress: bool = True) -> dict:
-    """Bring annotations changed since the last pull into the DB (one transaction)."""
+    """Bring annotations changed since the last pull into the DB (one transaction), then write
+    the reasons for rejected ones into their tasks, where the annotator sees them."""
     client, key = _client_and_key(ws)
     with ws.db.session() as s:
         row = current_project(s, key)
@@ -320,4 +429,17 @@ def pull(ws: Workspace, *, progress: bool = True) -> dict:
             finally:
                 bar.close()
         summary: PullSummary = apply_tasks(s, row, tasks)
-    return {"url": client.url, **summary.as_dict()}
+        row_id = row.id
+    out = {"url": client.url, **summary.as_dict()}
+    # The annotations are committed; telling the annotator is a second step that a rerun completes.
+    with ws.db.session() as s:
+        changes = pending_feedback(s, s.get(LsProject, row_id))
+        try:
+            out["feedback_written"] = write_feedback(client, changes, {t["id"]: t.get("data") or {} for t in tasks})
+        except LabelStudioError as exc:
+            raise ExternalServiceError(
+                f"Pulled {summary.created} new and {summary.updated} updated annotation(s), but writing the rejection "
+                f"reasons back to Label Studio failed: {exc.message}", "run `wb ls pull` again") from None
+        out["rejected_total"] = s.scalar(select(func.count(Annotation.id)).where(
+            Annotation.ls_project_id == row_id, Annotation.status == "rejected")) or 0
+    return out

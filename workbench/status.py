@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from annotations.links import server_url, task_url
 from db import Database
 from db.models import Annotation, AnnotationBatch, AnnotationBatchItem, Image, Run, Split, SplitMember
+from db.models.labels import LsProject
 
 ANNOTATION_STATES = ("valid", "rejected", "skipped", "deleted")
 
@@ -34,7 +36,9 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
         }
         ann_counts = dict(s.execute(select(Annotation.status, func.count()).group_by(Annotation.status)).all())
         rejected = s.execute(
-            select(Annotation.id, Annotation.image_id, Annotation.ls_task_id, Annotation.reason)
+            select(Annotation.id, Annotation.image_id, Annotation.ls_task_id, Annotation.reason,
+                   LsProject.server_url, LsProject.project_id, LsProject.gone)
+            .join(LsProject, Annotation.ls_project_id == LsProject.id, isouter=True)
             .where(Annotation.status == "rejected")
             .order_by(Annotation.id)
             .limit(list_limit)
@@ -59,8 +63,17 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
             "total": sum(ann_counts.values()),
             **{state: ann_counts.get(state, 0) for state in ANNOTATION_STATES},
             "rejected_list": [
-                {"id": i, "image_id": im, "ls_task_id": t, "reason": why} for i, im, t, why in rejected
+                {"id": i, "image_id": im, "ls_task_id": t, "reason": why, "link": _task_link(key, project, t, gone)}
+                for i, im, t, why, key, project, gone in rejected
             ],
         },
         "runs": runs,
     }
+
+
+def _task_link(server_key: str | None, project_id: int | None, task_id: int | None, gone: bool | None) -> str | None:
+    """The Label Studio URL of a rejected annotation's task (None for box files and gone projects)."""
+    if server_key is None or project_id is None or task_id is None or gone:
+        return None
+    base = server_url(server_key)
+    return task_url(base, project_id, task_id) if base else None

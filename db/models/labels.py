@@ -95,3 +95,5 @@ class LsTask(Base):
     ls_task_id: Mapped[int] = mapped_column(Integer)
     prediction_runs: Mapped[list] = mapped_column(JSON, default=list, doc="run ids whose boxes are attached")
     pushed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    feedback: Mapped[str | None] = mapped_column(
+        Text, doc="what wb last wrote into the task's wb_feedback field (annotations/feedback.py)")

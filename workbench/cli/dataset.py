@@ -120,6 +120,7 @@ def status(ctx: typer.Context, json_: JsonOption = False) -> None:
         f"Annotations: {a['total']} (valid {a['valid']}, rejected {a['rejected']}, skipped {a['skipped']}, deleted {a['deleted']})"
     )
     for row in a["rejected_list"]:
-        typer.echo(f"  rejected #{row['id']} (task {row['ls_task_id']}): {row['reason']}")
+        where = f" (task {row['ls_task_id']})" if row["ls_task_id"] is not None else ""
+        typer.echo(f"  rejected #{row['id']}{where}: {row['reason']}" + (f"  {row['link']}" if row["link"] else ""))
     for run in info["runs"]:
         typer.echo(f"Run {run['id']}: {run['kind']} {run['status']}")

@@ -40,8 +40,9 @@ def serve(
     else:
         state = "already running" if result.already_running else "running"
         typer.echo(f"Label Studio {state} at {result.url} (pid {result.pid})")
-        typer.echo(f"  log in as {result.email}; password and API token are in {result.credentials} (mode 0600)")
-        typer.echo("  API token: `wb ls token`; images are served from " + result.document_root)
+        typer.echo(f"  log in as {result.email} with password {result.password} (kept in {result.credentials}, mode 0600)")
+        typer.echo("  annotator accounts: `wb ls users add EMAIL`; API token: `wb ls token`")
+        typer.echo("  images are served from " + result.document_root)
     if detach or result.already_running:
         return
     typer.echo("Press Ctrl-C to stop it.", err=True)
@@ -62,7 +63,9 @@ def stop(ctx: typer.Context) -> None:
 
 @ls_app.command()
 def status(ctx: typer.Context, json_: JsonOption = False) -> None:
-    """Where the server is, whether it answers, and the project wb uses on it.
+    """Where the server is, whether it answers, and the project wb uses on it with its counts.
+
+    The project and counts come from the workspace's DB, so they show while the server is down.
 
     Example: wb ls status --json
     """
@@ -72,12 +75,46 @@ def status(ctx: typer.Context, json_: JsonOption = False) -> None:
     if json_:
         print_json(info)
         return
-    if not info["url"]:
+    if not info["url"] and info["project_id"] is None:
         typer.echo("No Label Studio server known: run `wb ls serve --detach` or set WB_LS_URL and WB_LS_TOKEN.")
         return
-    typer.echo(f"Label Studio {info['url']}: {'running' if info['running'] else 'not answering'}")
+    if info["running"]:
+        typer.echo(f"Label Studio {info['url']}: running")
+    else:
+        start = "`wb ls serve --detach` starts it" if info["managed"] else "start it, or check WB_LS_URL"
+        typer.echo(f"Label Studio {info['url'] or '(never started)'}: server is down ({start}); from the DB:")
+    counts = ", ".join(f"{k} {v}" for k, v in info["annotations"].items())
     typer.echo(f"  project: {info['project_id'] if info['project_id'] is not None else 'none yet (wb ls push creates it)'}"
                f", tasks pushed: {info['tasks_pushed']}, last pull: {info['last_pull_at'] or 'never'}")
+    if info["project_id"] is not None:
+        typer.echo(f"  annotations: {counts}" + ("; see `wb ls rejected`" if info["annotations"]["rejected"] else ""))
+
+
+@ls_app.command()
+def rejected(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option(help="Show at most this many.")] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Rejected Label Studio annotations: the reason and a link to each task.
+
+    The annotator sees the same reason in the task itself (its wb_feedback field).
+
+    Example: wb ls rejected --limit 20
+    """
+    from workbench import labelling  # Label Studio code: only for ls commands
+
+    rows = labelling.rejected(workspace(ctx), limit=limit)
+    if json_:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("No rejected annotations.")
+        return
+    for r in rows:
+        where = r["link"] or f"project {r['project_id']} task {r['ls_task_id']}" + (" (project gone)" if r["project_gone"] else "")
+        typer.echo(f"task {r['ls_task_id']} ({r['image'] or 'no wb image'}, by {r['annotator'] or '?'}): {r['reason']}")
+        typer.echo(f"  {where}")
 
 
 @ls_app.command()
@@ -97,9 +134,13 @@ def push(
     images: Annotated[str | None, typer.Option(help="Comma-separated image ids or paths (instead of a batch).")] = None,
     batch: Annotated[str | None, typer.Option(help="Annotation batch name (default: the split's initial batch).")] = None,
     split: SplitOption = None,
-    predictions: Annotated[int | None, typer.Option(help="Run id whose boxes become pre-annotations.")] = None,
+    predictions: Annotated[int | None, typer.Option(
+        help="Run id whose boxes become pre-annotations; a detector run first predicts the images it has not seen.")] = None,
     label_config: Annotated[Path | None, typer.Option(help="Label config for a new project (default: annotations/label_config.xml).")] = None,
     new_project: Annotated[bool, typer.Option("--new-project", help="Create a new project (e.g. the old one was deleted on the server).")] = False,
+    include_annotated: Annotated[bool, typer.Option(
+        "--include-annotated/--skip-annotated",
+        help="Also send images that already have a valid chest box (default: skip them).")] = False,
     json_: JsonOption = False,
 ) -> None:
     """Send images as Label Studio tasks; pushing again adds no duplicates.
@@ -110,21 +151,30 @@ def push(
 
     refs = [r.strip() for r in images.split(",") if r.strip()] if images else None
     out = labelling.push(workspace(ctx), images=refs, batch=batch, split=split, predictions_run=predictions,
-                         label_config=label_config, new_project=new_project)
+                         label_config=label_config, new_project=new_project, include_annotated=include_annotated,
+                         progress=not json_)
     if json_:
         print_json(out)
         return
     typer.echo(f"Project {out['project_id']} at {out['url']}: {out['selection']}, {out['images']} images")
     typer.echo(f"  new tasks {out['created']}, already pushed {out['already']}"
+               + (f", skipped {out['skipped_annotated']} with a valid box (--include-annotated sends them)"
+                  if out["skipped_annotated"] else "")
                + (f", recovered {out['adopted']}" if out["adopted"] else "")
-               + (f", pre-annotations {out['predictions']} (model version {out['model_version']})" if out["model_version"] else ""))
+               + (f", pre-annotations {out['predictions']} (model version {out['model_version']}"
+                  + (f"; run {out['model_version']} predicted {out['predicted']} image(s) first" if out["predicted"] else "")
+                  + ")" if out["model_version"] else ""))
+    if out["note"]:
+        typer.secho(f"Note: {out['note']}", fg="yellow", err=True)
 
 
 @ls_app.command()
 def pull(ctx: typer.Context, json_: JsonOption = False) -> None:
     """Bring annotations made since the last pull into the workspace, validated.
 
-    Example: wb ls pull && wb status
+    Rejected annotations get their reason written into the task, where the annotator sees it.
+
+    Example: wb ls pull && wb ls rejected
     """
     from workbench import labelling  # Label Studio code: only for ls commands
 
@@ -135,5 +185,50 @@ def pull(ctx: typer.Context, json_: JsonOption = False) -> None:
     by = ", ".join(f"{k} {v}" for k, v in sorted(out["by_status"].items())) or "none"
     typer.echo(f"Pulled {out['tasks_seen']} changed task(s) from project {out['project_id']}: new {out['created']}, "
                f"updated {out['updated']}, deleted {out['deleted']}, unchanged {out['unchanged']} (new/updated: {by})")
-    if out["by_status"].get("rejected"):
-        typer.echo("  rejected annotations and their reasons: `wb status`")
+    if out["feedback_written"]:
+        typer.echo(f"  wrote wb's verdict into {out['feedback_written']} task(s) for the annotators (field wb_feedback)")
+    if out["rejected_total"]:
+        typer.echo(f"  {out['rejected_total']} rejected annotation(s) in this project, with reasons and links: `wb ls rejected`")
+
+
+users_app = typer.Typer(
+    help="Annotator accounts on the Label Studio server.\n\nExample: wb ls users add ann@lab.org",
+    no_args_is_help=True,
+)
+ls_app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The annotator's e-mail (their login).")],
+    json_: JsonOption = False,
+) -> None:
+    """Create an annotator account with a generated password, printed once.
+
+    Example: wb ls users add ann@lab.org
+    """
+    from workbench import labelling  # Label Studio code: only for ls commands
+
+    made = labelling.add_user(workspace(ctx), email)
+    if json_:
+        print_json(made)
+        return
+    typer.echo(f"Created {made['email']} on {made['url']} with password {made['password']}")
+    typer.echo("  give both to the annotator; wb keeps the password nowhere")
+
+
+@users_app.command("list")
+def users_list(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """The accounts on the Label Studio server.
+
+    Example: wb ls users list
+    """
+    from workbench import labelling  # Label Studio code: only for ls commands
+
+    users = labelling.list_users(workspace(ctx))
+    if json_:
+        print_json(users)
+        return
+    for u in users:
+        typer.echo(f"{u['id']:>4}  {u['email']}")
