@@ -157,7 +157,8 @@ def test_users_add_makes_an_account_that_can_log_in(cli, sample_ws, ls_env):
 def test_push_predicts_the_images_a_detector_has_not_seen(cli, ws, imported_sample_db, ls_env):
     import torch
 
-    from workbench.training import make_config, train_detector
+    from workbench.configs import make_config
+    from workbench.training import train_detector
 
     torch.set_num_threads(1)
     ws.root.mkdir(parents=True, exist_ok=True)
