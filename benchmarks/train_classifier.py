@@ -55,7 +55,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from workbench.evaluation import evaluate_run
-    from workbench.configs import make_config
+    from workbench.configs import EvalConfig, make_config
     from workbench.training import train_classifier
     from workbench.workspace import Workspace
 
@@ -73,7 +73,7 @@ def main() -> None:
         start = time.perf_counter()
         result = train_classifier(ws, config)
         wall = time.perf_counter() - start
-        m = evaluate_run(ws, result.run_id, "test", n_boot=args.bootstrap)
+        m = evaluate_run(ws, result.run_id, EvalConfig(part="test", bootstrap=args.bootstrap))
         n_train = result.history[0]["train_images"]
         s_train = sum(h["seconds"] for h in result.history) / (n_train * len(result.history))
         rows.append((members, result.run_id, wall, s_train, m["inference_seconds_per_image"], m))

@@ -41,7 +41,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from workbench.evaluation import evaluate_run
-    from workbench.configs import make_config
+    from workbench.configs import EvalConfig, make_config
     from workbench.training import train_detector
     from workbench.workspace import Workspace
 
@@ -57,7 +57,7 @@ def main() -> None:
         start = time.perf_counter()
         result = train_detector(ws, config)
         train_wall = time.perf_counter() - start
-        m = evaluate_run(ws, result.run_id, "test", n_boot=args.bootstrap)
+        m = evaluate_run(ws, result.run_id, EvalConfig(part="test", bootstrap=args.bootstrap))
         n_train = result.history[0]["train_images"]
         train_s = sum(h["seconds"] for h in result.history)
         rows.append((backbone, result.run_id, train_wall, train_s / (n_train * len(result.history)),

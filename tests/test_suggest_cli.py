@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from sqlalchemy import select, update
 
 from db.models import Annotation, Image, Prediction, Run, SplitMember, Suggestion
@@ -154,8 +155,10 @@ def test_csv_and_show(cli, sws, trained, tmp_path):
     with sws.db.session() as s:
         run_id = s.scalars(select(Run.id).where(Run.kind == "suggest")).one()
     png = tmp_path / "why.png"
-    info = cli.json("suggest", "show", run_id, first_image, "--out", png)
+    info = cli.json("suggest", "show", run_id, first_image, "--out", png, "--device", "cpu")
     assert info["file"] == str(png) and png.stat().st_size > 10_000
+    if not torch.cuda.is_available():  # --device is used, not ignored
+        assert "torch sees no CUDA device" in cli.run("suggest", "show", run_id, first_image, "--device", "cuda", code=1).output
     from PIL import Image as PILImage
 
     with PILImage.open(png) as im:

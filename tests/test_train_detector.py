@@ -104,8 +104,11 @@ def test_train_resume_eval_cam_from_the_cli(cli, boxed_ws):
     with boxed_ws.db.session() as s:
         assert s.scalar(select(func.count(Prediction.id)).where(Prediction.run_id == 1)) == m["n"]
 
-    cam = cli.json("cam", "1", "--images", "1")
+    cam = cli.json("cam", "1", "--images", "1", "--device", "cpu")
     assert len(cam["files"]) == 1 and cam["files"][0].endswith(".png")
+    if not torch.cuda.is_available():  # --device is used, not ignored: asking for CUDA here fails
+        assert "torch sees no CUDA device" in cli.run("eval", "1", "--device", "cuda", code=1).output
+        assert "torch sees no CUDA device" in cli.run("cam", "1", "--images", "1", "--device", "cuda", code=1).output
 
 
 def test_no_annotated_images_is_one_line(cli, ws, imported_sample_db):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from pipelines import active
 from pipelines.presets import UnknownPreset, get_preset
@@ -16,6 +17,44 @@ from pipelines.registry import AUGMENTATIONS, BACKBONES, DETECTOR_BACKBONES, HEA
 from workbench.errors import InputError
 
 PARTS = ("train", "val", "test")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # auto: CUDA, then MPS, then CPU
+DEFAULT_DEVICE = "auto"
+CHECKPOINTS = ("best", "last")  # best: lowest validation loss; last: the newest epoch
+DEFAULT_CHECKPOINT = "best"
+
+C = TypeVar("C")
+
+
+def fill(cls: type[C], **options: Any) -> C:
+    """`cls` from the options that were given (not None); the others keep the dataclass defaults.
+
+    The CLI's options default to None and go through here, so each default is written once.
+    """
+    return cls(**{k: v for k, v in options.items() if v is not None})
+
+
+def shown_default(cls: type, name: str) -> str | None:
+    """A field's default as `--help` shows it, or None when it has none worth showing."""
+    value = {f.name: f.default for f in dataclasses.fields(cls)}[name]
+    if value is None or value is dataclasses.MISSING:
+        return None
+    if isinstance(value, tuple):
+        return ",".join(f"{v[0]}={v[1]:g}" if isinstance(v, tuple) else str(v) for v in value)
+    return str(value)
+
+
+def _check(ok: bool, message: str, hint: str | None = None) -> None:
+    if not ok:
+        raise InputError(message, hint)
+
+
+def _check_device(device: str) -> None:
+    _check(device in DEVICES, f"Unknown device {device!r}", f"choose one of {', '.join(DEVICES)}")
+
+
+def _check_checkpoint(checkpoint: str) -> None:
+    _check(checkpoint in CHECKPOINTS, f"Unknown checkpoint {checkpoint!r}", " or ".join(CHECKPOINTS))
+
 
 # --- split ------------------------------------------------------------------------------------
 
@@ -35,7 +74,7 @@ class SplitConfig:
 # --- training ---------------------------------------------------------------------------------
 
 OPTIMIZERS = ("sgd", "adam")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_LR = {"sgd": 0.005, "adam": 1e-4}  # when `lr` is None
 
 
 @dataclass(frozen=True)
@@ -47,20 +86,20 @@ class TrainConfig:
     image_size: int = 512  # pixels; images are squashed to image_size x image_size
     batch_size: int = 4
     optimizer: str = "sgd"  # sgd (momentum 0.9, weight decay 1e-4) | adam
-    lr: float | None = None  # None: 0.005 for SGD, 1e-4 for Adam
+    lr: float | None = None  # None: DEFAULT_LR of the optimizer
     lr_schedule: str = "constant"  # constant | cosine (to 0 over `epochs`)
     augment: str = "none"  # none | affine (rotate 20, translate 0.15/0.2) | rotate (30)
     weights: str = "imagenet"  # imagenet | none | PATH to a torchvision state_dict
     allow_fallback: bool = False  # random init when ImageNet weights cannot be had
     limit: int | None = None  # at most this many images per part (train and val)
     seed: int = 42
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     workers: int = 0  # DataLoader worker processes
     preset: str | None = None
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (0.005 if self.optimizer == "sgd" else 1e-4)
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
 
 
 @dataclass(frozen=True)
@@ -111,29 +150,25 @@ def config_from_dict(kind: str, data: dict) -> TrainConfig:
 
 
 def validate_train_config(config: TrainConfig) -> None:
-    def check(ok: bool, message: str, hint: str | None = None):
-        if not ok:
-            raise InputError(message, hint)
-
-    check(config.epochs >= 1, "--epochs must be at least 1")
-    check(config.batch_size >= 1, "--batch-size must be at least 1")
-    check(config.image_size >= 32, "--image-size must be at least 32 pixels")
-    check(config.limit is None or config.limit >= 1, "--limit must be at least 1")
-    check(config.optimizer in OPTIMIZERS, f"Unknown optimizer {config.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
-    check(config.augment in AUGMENTATIONS, f"Unknown augmentation {config.augment!r}", f"choose one of {', '.join(AUGMENTATIONS)}")
-    check(config.lr_schedule in ("constant", "cosine"), f"Unknown --lr-schedule {config.lr_schedule!r}", "constant or cosine")
-    check(config.device in DEVICES, f"Unknown device {config.device!r}", f"choose one of {', '.join(DEVICES)}")
-    check(config.lr is None or config.lr > 0, "--lr must be positive")
+    _check(config.epochs >= 1, "--epochs must be at least 1")
+    _check(config.batch_size >= 1, "--batch-size must be at least 1")
+    _check(config.image_size >= 32, "--image-size must be at least 32 pixels")
+    _check(config.limit is None or config.limit >= 1, "--limit must be at least 1")
+    _check(config.optimizer in OPTIMIZERS, f"Unknown optimizer {config.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
+    _check(config.augment in AUGMENTATIONS, f"Unknown augmentation {config.augment!r}", f"choose one of {', '.join(AUGMENTATIONS)}")
+    _check(config.lr_schedule in ("constant", "cosine"), f"Unknown --lr-schedule {config.lr_schedule!r}", "constant or cosine")
+    _check_device(config.device)
+    _check(config.lr is None or config.lr > 0, "--lr must be positive")
     if isinstance(config, DetectorConfig):
-        check(config.backbone in DETECTOR_BACKBONES, f"Unknown detector backbone {config.backbone!r}",
+        _check(config.backbone in DETECTOR_BACKBONES, f"Unknown detector backbone {config.backbone!r}",
               f"choose one of {', '.join(DETECTOR_BACKBONES)}")
     if isinstance(config, ClassifierConfig):
-        check(len(config.members) >= 1, "The ensemble needs at least one member", f"choose from {', '.join(BACKBONES)}")
+        _check(len(config.members) >= 1, "The ensemble needs at least one member", f"choose from {', '.join(BACKBONES)}")
         for name in config.members:
-            check(name in BACKBONES, f"Unknown backbone {name!r}", f"choose from {', '.join(BACKBONES)}")
-            check(config.image_size >= get_spec(name).min_size, f"{name} needs --image-size >= {get_spec(name).min_size}")
-        check(config.head in HEADS, f"Unknown head {config.head!r}", f"choose one of {', '.join(HEADS)}")
-        check(0.0 <= config.freeze < 1.0, "--freeze must be in [0, 1)")
+            _check(name in BACKBONES, f"Unknown backbone {name!r}", f"choose from {', '.join(BACKBONES)}")
+            _check(config.image_size >= get_spec(name).min_size, f"{name} needs --image-size >= {get_spec(name).min_size}")
+        _check(config.head in HEADS, f"Unknown head {config.head!r}", f"choose one of {', '.join(HEADS)}")
+        _check(0.0 <= config.freeze < 1.0, "--freeze must be in [0, 1)")
 
 
 # --- suggest ----------------------------------------------------------------------------------
@@ -159,8 +194,8 @@ class SuggestConfig:
     include_annotated: bool = False  # also rank annotated, batched and pushed images (an audit of the parts)
     limit: int | None = None  # score at most this many candidates (drawn with `seed`)
     batch_size: int = 8
-    device: str = "auto"
-    checkpoint: str = "best"  # best | last
+    device: str = DEFAULT_DEVICE
+    checkpoint: str = DEFAULT_CHECKPOINT
 
 
 def parse_weights(text: str | None) -> tuple[tuple[str, float], ...]:
@@ -197,6 +232,40 @@ def validate_suggest_config(config: SuggestConfig) -> None:
         raise InputError("--batch-size must be at least 1")
     if config.limit is not None and config.limit < 1:
         raise InputError("--limit must be at least 1")
-    if config.checkpoint not in ("best", "last"):
-        raise InputError(f"Unknown checkpoint {config.checkpoint!r}", "best or last")
+    _check_checkpoint(config.checkpoint)
+    _check_device(config.device)
     parse_weights(",".join(f"{k}={v}" for k, v in config.weights))
+
+
+# --- evaluation and CAMs ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How `wb eval` scores a trained run. Stored with the metrics (`checkpoint`)."""
+
+    part: str = "test"  # split part to score
+    checkpoint: str = DEFAULT_CHECKPOINT
+    bootstrap: int = 1000  # resamples for the 95% intervals
+    batch_size: int = 8
+    device: str = DEFAULT_DEVICE
+
+
+@dataclass(frozen=True)
+class CamConfig:
+    """Which weights `wb cam` and `wb suggest show` explain, and where they run."""
+
+    checkpoint: str = DEFAULT_CHECKPOINT
+    device: str = DEFAULT_DEVICE
+
+
+def validate_eval_config(config: EvalConfig) -> None:
+    _check(config.part in PARTS, f"Unknown part {config.part!r}", f"choose one of {', '.join(PARTS)}")
+    _check_checkpoint(config.checkpoint)
+    _check_device(config.device)
+    _check(config.bootstrap >= 0, "--bootstrap must be >= 0")
+    _check(config.batch_size >= 1, "--batch-size must be at least 1")
+
+
+def validate_cam_config(config: CamConfig) -> None:
+    _check_checkpoint(config.checkpoint)
+    _check_device(config.device)

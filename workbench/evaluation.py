@@ -16,26 +16,34 @@ from pipelines.data import LABELS, ClassificationDataset, DetectionDataset, Imag
 from pipelines.detection import cam_target_layer
 from pipelines.metrics import classification_metrics, detection_map, mean_iou
 from pipelines.report import plot_confusion, plot_curves, plot_image_grid, plot_roc, write_report
+from workbench.configs import CamConfig, EvalConfig, validate_cam_config, validate_eval_config
 from workbench.errors import InputError, NotFoundError
 from workbench.predicting import top_detections
 from workbench.runs import get_run, latest_boxes, load_trained, part_images, to_record
 from workbench.workspace import Workspace
 
-PARTS = ("train", "val", "test")
+
+def _device(name: str) -> torch.device:
+    try:
+        return engine.pick_device(name)
+    except ValueError as exc:
+        raise InputError(str(exc), "use --device auto or cpu") from None
 
 
-def evaluate_run(ws: Workspace, run_id: int, part: str = "test", *, checkpoint: str = "best", n_boot: int = 1000,
-                 batch_size: int = 8, progress: bool = True, report: bool = True) -> dict:
-    """Score run `run_id` on `part` of its split; store predictions and metrics; write a report.
+def evaluate_run(ws: Workspace, run_id: int, settings: EvalConfig = EvalConfig(), *, progress: bool = True,
+                 report: bool = True) -> dict:
+    """Score run `run_id` on `settings.part` of its split; store predictions and metrics; write a report.
 
     Returns the metrics dict (see pipelines.metrics.classification_metrics) plus, for detector
     runs, map50 / map50_95 / mean_iou on the part's annotated images, and run_id, part, report.
     """
-    if part not in PARTS:
-        raise InputError(f"Unknown part {part!r}", f"choose one of {', '.join(PARTS)}")
+    validate_eval_config(settings)
+    part, checkpoint, batch_size = settings.part, settings.checkpoint, settings.batch_size
+    device = _device(settings.device)
     with ws.db.session() as s:
         run = get_run(s, run_id)
         model, config = load_trained(run, checkpoint)
+        model = model.to(device)
         split_name = s.get(Split, run.split_id).name if run.split_id is not None else None
         _, images = part_images(s, split_name, part)
         if not images:
@@ -47,7 +55,6 @@ def evaluate_run(ws: Workspace, run_id: int, part: str = "test", *, checkpoint: 
     y_true = np.array([r.label for r in records])
     t0 = time.perf_counter()
     extra: dict = {}
-    device = torch.device("cpu")
     if kind == "classifier":
         loader = torch.utils.data.DataLoader(ClassificationDataset(records, config.image_size), batch_size=batch_size)
         probs = engine.predict_probs(model, loader, device, progress=progress)[:, 1]
@@ -68,7 +75,7 @@ def evaluate_run(ws: Workspace, run_id: int, part: str = "test", *, checkpoint: 
             extra.update(map50=None, map50_95=None, mean_iou=None)
         extra["annotated_images"] = len(annotated)
     seconds = time.perf_counter() - t0
-    metrics = classification_metrics(y_true, probs, y_pred, n_boot=n_boot)
+    metrics = classification_metrics(y_true, probs, y_pred, n_boot=settings.bootstrap)
     metrics.update(extra)
     metrics["inference_seconds_per_image"] = round(seconds / len(records), 4)
     metrics["checkpoint"] = checkpoint
@@ -136,14 +143,17 @@ def _resolve_images(session, refs: list[str]) -> list[tuple[str, int | None, str
     return out
 
 
-def make_cam(ws: Workspace, run_id: int, images: list[str], *, out_dir: Path | None = None,
-             checkpoint: str = "best") -> dict:
+def make_cam(ws: Workspace, run_id: int, images: list[str], settings: CamConfig = CamConfig(), *,
+             out_dir: Path | None = None) -> dict:
     """Grad-CAM per ensemble member, or EigenCAM for a detector, for each image; PNGs in out_dir."""
     if not images:
         raise InputError("No images given", "pass --images ID_OR_PATH ...")
+    validate_cam_config(settings)
+    device = _device(settings.device)
     with ws.db.session() as s:
         run = get_run(s, run_id)
-        model, config = load_trained(run, checkpoint)
+        model, config = load_trained(run, settings.checkpoint)
+        model = model.to(device)
         kind, folder = run.kind, Path(run.artifact_dir)
         targets = _resolve_images(s, images)
     out_dir = Path(out_dir) if out_dir else folder / "cam"
@@ -153,7 +163,7 @@ def make_cam(ws: Workspace, run_id: int, images: list[str], *, out_dir: Path | N
         image, (w, h) = load_grey_rgb(path)
         record = ImageRecord(image_id=image_id, path=path, label=int(label == "PNEUMONIA"))
         if kind == "classifier":
-            tensor = ClassificationDataset([record], config.image_size)[0][0][None]
+            tensor = ClassificationDataset([record], config.image_size)[0][0][None].to(device)
             maps = ensemble_cams(model, tensor, (w, h))
             with torch.inference_mode():
                 prob = float(model(tensor).softmax(dim=1)[0, 1])
@@ -161,13 +171,13 @@ def make_cam(ws: Workspace, run_id: int, images: list[str], *, out_dir: Path | N
             titles = [f"{Path(path).name}\ntrue {label or '?'}, P(pneumonia) {prob:.2f}"] + [f"Grad-CAM {n}" for n in maps]
             marks = None
         else:
-            tensor = DetectionDataset([record], config.image_size)[0][0][None]
+            tensor = DetectionDataset([record], config.image_size)[0][0][None].to(device)
             cam = detector_cam(model, cam_target_layer(model, config.backbone), tensor, (w, h),
                                fpn=config.backbone != "mobilenet_v2")
             with torch.inference_mode():
                 pred = model(tensor)[0]
             f = np.array([w, h, w, h]) / config.image_size
-            top = [] if not len(pred["boxes"]) else [(pred["boxes"][0].numpy() * f, "red",
+            top = [] if not len(pred["boxes"]) else [(pred["boxes"][0].cpu().numpy() * f, "red",
                                                       f"{['bg', 'normal', 'pneumonia'][int(pred['labels'][0])]} {float(pred['scores'][0]):.2f}")]
             pictures, titles, marks = [image, overlay(image, cam)], [f"{Path(path).name} (true {label or '?'})", "EigenCAM"], [top, top]
         target = out_dir / f"{Path(path).stem}.png"

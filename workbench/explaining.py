@@ -4,13 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from sqlalchemy import select
 
 from db.models import Image, Prediction, Run, Suggestion
+from pipelines import engine
 from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool
-from workbench.configs import SuggestConfig
-from workbench.errors import NotFoundError
+from workbench.configs import DEFAULT_DEVICE, SuggestConfig
+from workbench.errors import InputError, NotFoundError
 from workbench.runs import latest_boxes, load_models
 from workbench.workspace import Workspace
 
@@ -30,8 +30,13 @@ def resolve_image(session, ref: str) -> Image:
     return image
 
 
-def show_suggestion(ws: Workspace, run_id: int, image_ref: str, *, out: Path | None = None) -> dict:
-    """A PNG of the image with the chest box and each member's Grad-CAM, titled with the scores."""
+def show_suggestion(ws: Workspace, run_id: int, image_ref: str, *, out: Path | None = None,
+                    device: str = DEFAULT_DEVICE) -> dict:
+    """A PNG of the image with the chest box and each member's Grad-CAM, titled with the scores.
+
+    The models are the suggest run's own (its detector and classifier runs and checkpoint); `device`
+    is where they run (auto, cpu, cuda or mps).
+    """
     from pipelines.cam import overlay
     from pipelines.data import load_grey_rgb
     from pipelines.report import plot_image_grid
@@ -50,11 +55,14 @@ def show_suggestion(ws: Workspace, run_id: int, image_ref: str, *, out: Path | N
         box = latest_boxes(s, [image.id]).get(image.id)
         path, folder, (w, h) = image.abs_path, Path(run.artifact_dir), (image.width, image.height)
         rel, label = image.rel_path, image.label
-    device = torch.device("cpu")
-    detector, det_cfg, classifier, cls_cfg = load_models(ws, config, device)
+    try:
+        where = engine.pick_device(device)
+    except ValueError as exc:
+        raise InputError(str(exc), "use --device auto or cpu") from None
+    detector, det_cfg, classifier, cls_cfg = load_models(ws, config, where)
     dataset = PoolDataset([path], det_cfg.image_size, cls_cfg.image_size)
     _, _, cls_image, size = collate_pool([dataset[0]])
-    cls = classify_with_cams(classifier, cls_image, device)
+    cls = classify_with_cams(classifier, cls_image, where)
     picture, _ = load_grey_rgb(path)
     import cv2
 

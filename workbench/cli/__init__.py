@@ -83,12 +83,16 @@ def root(
 
 def _register() -> None:
     # Each module adds its commands to `app` (or a sub-Typer) on import.
-    from workbench.cli import dataset  # noqa: F401
-    from workbench.cli import boxfiles, ls  # noqa: F401
-    from workbench.cli import train, evaluate  # noqa: F401
-    from workbench.cli import analysis  # noqa: F401
-    from workbench.cli import suggest  # noqa: F401
-    from workbench.cli import simulate  # noqa: F401
+    from workbench.cli import (  # noqa: F401  # noqa: F401
+        analysis,  # noqa: F401
+        boxfiles,
+        dataset,  # noqa: F401
+        evaluate,
+        ls,
+        simulate,  # noqa: F401
+        suggest,  # noqa: F401
+        train,
+    )
 
 
 _register()

@@ -6,12 +6,28 @@ from typing import Annotated, Any
 
 import typer
 
+from workbench.configs import CHECKPOINTS, DEFAULT_CHECKPOINT, DEFAULT_DEVICE, DEVICES, shown_default
 from workbench.workspace import Workspace
+
+
+def with_default(text: str, cls: type, name: str) -> str:
+    """Help text ending in the config dataclass's default for `name`.
+
+    Options default to None so that the config (workbench.configs) fills in what was not given;
+    this keeps the default visible in `--help` without writing it twice.
+    """
+    value = shown_default(cls, name)
+    return text if value is None else f"{text} (default: {value})"
+
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 SplitOption = Annotated[
     str | None, typer.Option("--split", help="Split name (default: the newest split).")
 ]
+DeviceOption = Annotated[str | None, typer.Option(
+    help=f"One of {', '.join(DEVICES)}; auto: CUDA, then MPS, then CPU (default: {DEFAULT_DEVICE}).")]
+CheckpointOption = Annotated[str | None, typer.Option(
+    help=f"{' or '.join(CHECKPOINTS)}: the lowest validation loss, or the newest epoch (default: {DEFAULT_CHECKPOINT}).")]
 
 
 def workspace(ctx: typer.Context) -> Workspace:

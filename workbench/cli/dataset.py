@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from workbench.cli import app
-from workbench.cli.common import JsonOption, print_json, workspace
-from workbench.configs import STRATEGIES, SplitConfig
+from workbench.cli.common import JsonOption, print_json, with_default, workspace
+from workbench.configs import STRATEGIES, SplitConfig, fill
 
 
 @app.command("import")
@@ -63,11 +63,11 @@ def _ratios(text: str) -> tuple[float, float, float]:
 @app.command()
 def split(
     ctx: typer.Context,
-    strategy: Annotated[str, typer.Option(help=f"One of {', '.join(STRATEGIES)}: patient-grouped (default), the seed study's image-level random split, or the dataset's own test folder.")] = "grouped",
+    strategy: Annotated[str | None, typer.Option(help=with_default(f"One of {', '.join(STRATEGIES)}: patient-grouped, the seed study's image-level random split, or the dataset's own test folder.", SplitConfig, "strategy"))] = None,
     name: Annotated[str | None, typer.Option(help="Name to store the split under (default: the strategy).")] = None,
-    ratios: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.8,0.1,0.1",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-    batch_per_class: Annotated[int, typer.Option(help="First annotation batch: images per class from train.")] = 200,
+    ratios: Annotated[str | None, typer.Option(help=with_default("train,val,test fractions.", SplitConfig, "ratios"))] = None,
+    seed: Annotated[int | None, typer.Option(help=with_default("Random seed.", SplitConfig, "seed"))] = None,
+    batch_per_class: Annotated[int | None, typer.Option(help=with_default("First annotation batch: images per class from train.", SplitConfig, "batch_per_class"))] = None,
     replace: Annotated[bool, typer.Option(help="Replace an existing split of that name.")] = False,
     json_: JsonOption = False,
 ) -> None:
@@ -75,14 +75,15 @@ def split(
 
     Example: wb split --strategy source --name benchmark
     """
-    config = SplitConfig(strategy=strategy, ratios=_ratios(ratios), seed=seed, batch_per_class=batch_per_class)
+    config = fill(SplitConfig, strategy=strategy, ratios=_ratios(ratios) if ratios is not None else None, seed=seed,
+                  batch_per_class=batch_per_class)
     from workbench.splitting import create_split
 
     summary = create_split(workspace(ctx).db, name, config, replace=replace)
     if json_:
         print_json(summary.as_dict())
         return
-    typer.echo(f"Split {summary.name!r} ({summary.strategy}, seed {seed}):")
+    typer.echo(f"Split {summary.name!r} ({summary.strategy}, seed {config.seed}):")
     for part, counts in summary.counts.items():
         typer.echo(f"  {part:<5} {sum(counts.values()):>5}  " + "  ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if summary.shared_patients:

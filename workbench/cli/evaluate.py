@@ -7,18 +7,19 @@ from typing import Annotated
 import typer
 
 from workbench.cli import app
-from workbench.cli.common import JsonOption, print_json, workspace
-
-Checkpoint = Annotated[str, typer.Option(help="best (lowest validation loss) or last.")]
+from workbench.cli.common import CheckpointOption, DeviceOption, JsonOption, print_json, with_default, workspace
+from workbench.configs import PARTS, CamConfig, EvalConfig, fill
 
 
 @app.command("eval")
 def eval_(
     ctx: typer.Context,
     run: Annotated[int, typer.Argument(help="Id of a detector or classifier run (see `wb status`).")],
-    part: Annotated[str, typer.Option(help="Split part to score: train, val or test.")] = "test",
-    checkpoint: Checkpoint = "best",
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 1000,
+    part: Annotated[str | None, typer.Option(help=with_default(f"Split part to score: {', '.join(PARTS)}.", EvalConfig, "part"))] = None,
+    checkpoint: CheckpointOption = None,
+    bootstrap: Annotated[int | None, typer.Option(help=with_default("Bootstrap resamples for the 95% intervals.", EvalConfig, "bootstrap"))] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help=with_default("Images per inference batch.", EvalConfig, "batch_size"))] = None,
+    device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Score a trained run on a split part, with bootstrap 95% intervals.
@@ -32,13 +33,13 @@ def eval_(
     """
     from workbench.evaluation import evaluate_run  # torch: only when a command runs
 
-    m = evaluate_run(workspace(ctx), run, part, checkpoint=checkpoint, n_boot=bootstrap,
-                     progress=not json_)
+    settings = fill(EvalConfig, part=part, checkpoint=checkpoint, bootstrap=bootstrap, batch_size=batch_size, device=device)
+    m = evaluate_run(workspace(ctx), run, settings, progress=not json_)
     if json_:
         print_json(m)
         return
     ci = m["ci"]
-    typer.echo(f"Run {run} ({m['kind']}) on {part}: {m['n']} images")
+    typer.echo(f"Run {run} ({m['kind']}) on {m['part']}: {m['n']} images")
     for key in ("accuracy", "f1", "precision", "recall", "specificity", "roc_auc"):
         value = m[key]
         bounds = f"  (95% CI {ci[key][0]:.3f}-{ci[key][1]:.3f})" if ci.get(key) else ""
@@ -57,7 +58,8 @@ def cam(
     run: Annotated[int, typer.Argument(help="Id of a detector or classifier run.")],
     images: Annotated[list[str], typer.Option("--images", help="Image ids or image file paths (repeat the option, or list after it).")],
     out: Annotated[Path | None, typer.Option(help="Folder for the PNGs (default: the run's cam/ folder).")] = None,
-    checkpoint: Checkpoint = "best",
+    checkpoint: CheckpointOption = None,
+    device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Class-activation overlays: Grad-CAM per ensemble member, EigenCAM for a detector.
@@ -66,7 +68,7 @@ def cam(
     """
     from workbench.evaluation import make_cam  # torch: only when a command runs
 
-    result = make_cam(workspace(ctx), run, images, out_dir=out, checkpoint=checkpoint)
+    result = make_cam(workspace(ctx), run, images, fill(CamConfig, checkpoint=checkpoint, device=device), out_dir=out)
     if json_:
         print_json(result)
         return

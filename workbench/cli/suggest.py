@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
+from pipelines import active
 from workbench.cli import app
-from workbench.cli.common import JsonOption, SplitOption, print_json, workspace
-from workbench.configs import SuggestConfig, parse_weights
+from workbench.cli.common import CheckpointOption, DeviceOption, JsonOption, SplitOption, print_json, with_default, workspace
+from workbench.configs import SuggestConfig, fill, parse_weights
 from workbench.errors import InputError
 
 suggest_app = typer.Typer()  # help: the callback's docstring
@@ -24,7 +25,7 @@ def _fmt(value) -> str:
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    names = [name for name, _ in _TABLE] + ["uncertainty", "classifier"]
+    names = list(active.COMPONENTS)
     with open(path, "w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["rank", "image", "image_id", "label", "score", *names, "reason"])
@@ -38,20 +39,21 @@ def main(
     ctx: typer.Context,
     detector: Annotated[int | None, typer.Option("--detector", metavar="RUN", help="Detector run to score with.")] = None,
     classifier: Annotated[int | None, typer.Option("--classifier", metavar="RUN", help="Classifier (ensemble) run to score with.")] = None,
-    k: Annotated[int, typer.Option("-k", help="How many images to suggest.")] = 20,
-    weights: Annotated[str | None, typer.Option(help="Weights on the components' normalised ranks, e.g. uncertainty=1,classifier=1,off_lung=1 (the default). Components: det_confidence, det_ambiguity, det_instability, uncertainty, cls_entropy, cls_disagreement, classifier, off_lung.")] = None,
+    k: Annotated[int | None, typer.Option("-k", help=with_default("How many images to suggest.", SuggestConfig, "k"))] = None,
+    weights: Annotated[str | None, typer.Option(help=with_default("Weights on the components' normalised ranks, name=weight,... "
+                                                f"Components: {', '.join(active.COMPONENTS)}.", SuggestConfig, "weights"))] = None,
     split: SplitOption = None,
-    parts: Annotated[str, typer.Option(help="Split parts to draw candidates from, comma-separated.")] = "train",
-    per_patient: Annotated[int, typer.Option("--per-patient", help="At most N images of one patient (0 = no cap).")] = 1,
-    phash_distance: Annotated[int, typer.Option("--phash-distance", help="Perceptual hashes this close (bits) are near-duplicates; -1 = off.")] = 4,
+    parts: Annotated[str | None, typer.Option(help=with_default("Split parts to draw candidates from, comma-separated.", SuggestConfig, "parts"))] = None,
+    per_patient: Annotated[int | None, typer.Option("--per-patient", help=with_default("At most N images of one patient (0 = no cap).", SuggestConfig, "per_patient"))] = None,
+    phash_distance: Annotated[int | None, typer.Option("--phash-distance", help=with_default("Perceptual hashes this close (bits) are near-duplicates; -1 = off.", SuggestConfig, "phash_distance"))] = None,
     balance: Annotated[bool, typer.Option("--balance", help="At most half the batch from one label (NORMAL/PNEUMONIA), then fill by rank.")] = False,
     diversity: Annotated[bool, typer.Option("--diversity", help="Spread the batch: k-center greedy over the classifier's embeddings within the top 3k.")] = False,
     include_annotated: Annotated[bool, typer.Option("--include-annotated", help="Also rank images already annotated, batched or pushed (an audit).")] = False,
     limit: Annotated[int | None, typer.Option(help="Score at most N candidates (a random subset by --seed).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (ties, --limit).")] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per scoring batch.")] = 8,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    checkpoint: Annotated[str, typer.Option(help="best or last checkpoint of each run.")] = "best",
+    seed: Annotated[int | None, typer.Option(help=with_default("Random seed (ties, --limit).", SuggestConfig, "seed"))] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help=with_default("Images per scoring batch.", SuggestConfig, "batch_size"))] = None,
+    device: DeviceOption = None,
+    checkpoint: CheckpointOption = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Also write the batch as CSV.")] = None,
     push: Annotated[bool, typer.Option("--push", help="Send the batch to Label Studio in rank order, detector boxes as pre-annotations.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the batch as a JSON list.")] = False,
@@ -68,11 +70,13 @@ def main(
 
     if detector is None or classifier is None:
         raise typer.BadParameter("give --detector RUN and --classifier RUN (see `wb status` for runs)")
-    config = SuggestConfig(
-        detector_run=detector, classifier_run=classifier, k=k, split=split,
-        parts=tuple(p.strip() for p in parts.split(",") if p.strip()), weights=parse_weights(weights),
-        per_patient=per_patient, phash_distance=phash_distance, balance=balance, diversity=diversity, seed=seed,
-        include_annotated=include_annotated, limit=limit, batch_size=batch_size, device=device, checkpoint=checkpoint,
+    config = fill(
+        SuggestConfig, detector_run=detector, classifier_run=classifier, k=k, split=split,
+        parts=tuple(p.strip() for p in parts.split(",") if p.strip()) if parts is not None else None,
+        weights=parse_weights(weights) if weights is not None else None,
+        per_patient=per_patient, phash_distance=phash_distance, balance=balance or None, diversity=diversity or None,
+        seed=seed, include_annotated=include_annotated or None, limit=limit, batch_size=batch_size, device=device,
+        checkpoint=checkpoint,
     )
     result = suggest(workspace(ctx), config, push=push, progress=not json_)
     if csv_file is not None:
@@ -103,6 +107,7 @@ def show(
     run: Annotated[int, typer.Argument(help="A suggest run id.")],
     image: Annotated[str, typer.Argument(help="Image id or path (as `wb suggest --json` prints it).")],
     out: Annotated[Path | None, typer.Option(help="PNG to write (default: <run folder>/show/<image>.png).")] = None,
+    device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Render the image with the chest box and each member's Grad-CAM, so a person sees why it was picked.
@@ -111,7 +116,7 @@ def show(
     """
     from workbench.explaining import show_suggestion
 
-    info = show_suggestion(workspace(ctx), run, image, out=out)
+    info = show_suggestion(workspace(ctx), run, image, out=out, **({"device": device} if device else {}))
     if json_:
         print_json(info)
         return

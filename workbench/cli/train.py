@@ -8,8 +8,8 @@ import typer
 from pipelines.presets import CLASSIFIER_PRESETS, DETECTOR_PRESETS
 from pipelines.registry import AUGMENTATIONS, BACKBONES, DETECTOR_BACKBONES, HEADS
 from workbench.cli import app
-from workbench.cli.common import JsonOption, SplitOption, print_json, workspace
-from workbench.configs import make_config
+from workbench.cli.common import JsonOption, SplitOption, print_json, with_default, workspace
+from workbench.configs import DEFAULT_LR, DEVICES, ClassifierConfig, DetectorConfig, make_config, shown_default
 
 if TYPE_CHECKING:
     from workbench.training import TrainResult
@@ -20,19 +20,27 @@ train_app = typer.Typer(
 )
 app.add_typer(train_app, name="train")
 
-Epochs = Annotated[int | None, typer.Option(help="Epochs to train (with --resume: train up to this many).")]
-ImageSize = Annotated[int | None, typer.Option("--image-size", help="Images are resized to this square size (pixels).")]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Images per batch.")]
+
+
+def _defaults(name: str) -> str:
+    """'(default: 10)', or '(default: detector 10, classifier 30)' where the two trainers differ."""
+    det, cls = shown_default(DetectorConfig, name), shown_default(ClassifierConfig, name)
+    return f"(default: {det})" if det == cls else f"(default: detector {det}, classifier {cls})"
+
+
+Epochs = Annotated[int | None, typer.Option(help=f"Epochs to train (with --resume: train up to this many). {_defaults('epochs')}")]
+ImageSize = Annotated[int | None, typer.Option("--image-size", help=f"Images are resized to this square size (pixels). {_defaults('image_size')}")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help=f"Images per batch. {_defaults('batch_size')}")]
 Limit = Annotated[int | None, typer.Option(help="At most N images per part (train, val): tiny runs.")]
-Optimizer = Annotated[str | None, typer.Option(help="sgd (momentum 0.9) or adam.")]
-Lr = Annotated[float | None, typer.Option(help="Learning rate (default 0.005 for SGD, 1e-4 for Adam).")]
-LrSchedule = Annotated[str | None, typer.Option("--lr-schedule", help="constant or cosine.")]
-Augment = Annotated[str | None, typer.Option(help=f"One of {', '.join(AUGMENTATIONS)}.")]
-Weights = Annotated[str | None, typer.Option(help="imagenet (torchvision weights API, $TORCH_HOME), none, or a state_dict PATH.")]
+Optimizer = Annotated[str | None, typer.Option(help=f"sgd (momentum 0.9) or adam. {_defaults('optimizer')}")]
+Lr = Annotated[float | None, typer.Option(help="Learning rate (default: " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ").")]
+LrSchedule = Annotated[str | None, typer.Option("--lr-schedule", help=f"constant or cosine. {_defaults('lr_schedule')}")]
+Augment = Annotated[str | None, typer.Option(help=f"One of {', '.join(AUGMENTATIONS)}. {_defaults('augment')}")]
+Weights = Annotated[str | None, typer.Option(help=f"imagenet (torchvision weights API, $TORCH_HOME), none, or a state_dict PATH. {_defaults('weights')}")]
 Fallback = Annotated[bool, typer.Option("--allow-fallback", help="Start from random weights when ImageNet weights cannot be had.")]
-Seed = Annotated[int | None, typer.Option(help="Random seed.")]
-Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps (mixed precision on CUDA).")]
-Workers = Annotated[int | None, typer.Option(help="DataLoader worker processes.")]
+Seed = Annotated[int | None, typer.Option(help=f"Random seed. {_defaults('seed')}")]
+Device = Annotated[str | None, typer.Option(help=f"One of {', '.join(DEVICES)}; mixed precision on CUDA. {_defaults('device')}")]
+Workers = Annotated[int | None, typer.Option(help=f"DataLoader worker processes. {_defaults('workers')}")]
 Resume = Annotated[int | None, typer.Option("--resume", metavar="RUN", help="Continue run RUN from its last epoch (its own config).")]
 Threads = Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")]
 
@@ -62,7 +70,7 @@ def _threads(threads: int | None) -> None:
 def detector(
     ctx: typer.Context,
     preset: Annotated[str | None, typer.Option(help=f"Study row: {', '.join(DETECTOR_PRESETS)}.")] = None,
-    backbone: Annotated[str | None, typer.Option(help=f"One of {', '.join(DETECTOR_BACKBONES)}.")] = None,
+    backbone: Annotated[str | None, typer.Option(help=with_default(f"One of {', '.join(DETECTOR_BACKBONES)}.", DetectorConfig, "backbone"))] = None,
     split: SplitOption = None,
     epochs: Epochs = None, image_size: ImageSize = None, batch_size: BatchSize = None, limit: Limit = None,
     optimizer: Optimizer = None, lr: Lr = None, lr_schedule: LrSchedule = None, augment: Augment = None,
@@ -94,9 +102,9 @@ def detector(
 def classifier(
     ctx: typer.Context,
     preset: Annotated[str | None, typer.Option(help=f"Study row: {', '.join(CLASSIFIER_PRESETS)}.")] = None,
-    members: Annotated[str | None, typer.Option(help=f"Comma-separated backbones from: {', '.join(BACKBONES)}.")] = None,
-    head: Annotated[str | None, typer.Option(help=f"One of {', '.join(HEADS)}.")] = None,
-    freeze: Annotated[float | None, typer.Option(help="Fraction of each member's early parameters to freeze (0-1).")] = None,
+    members: Annotated[str | None, typer.Option(help=with_default(f"Comma-separated backbones from: {', '.join(BACKBONES)}.", ClassifierConfig, "members"))] = None,
+    head: Annotated[str | None, typer.Option(help=with_default(f"One of {', '.join(HEADS)}.", ClassifierConfig, "head"))] = None,
+    freeze: Annotated[float | None, typer.Option(help=with_default("Fraction of each member's early parameters to freeze (0-1).", ClassifierConfig, "freeze"))] = None,
     balance: Annotated[bool, typer.Option("--balance", help="Weight the loss by inverse class frequency.")] = False,
     split: SplitOption = None,
     epochs: Epochs = None, image_size: ImageSize = None, batch_size: BatchSize = None, limit: Limit = None,
