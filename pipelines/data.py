@@ -17,6 +17,7 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image as PILImage
 
 from db.models.labels import DETECTOR_CLASSES  # ("background", "normal chest", "pneumonia chest")
+from pipelines.imagecheck import DECODE_ERRORS, read_error
 from pipelines.registry import AUGMENTATIONS
 
 LABELS = ("NORMAL", "PNEUMONIA")  # class index 0, 1 for the classifier (pneumonia positive)
@@ -40,11 +41,14 @@ def load_grey_rgb(path: str, target: int | None = None) -> tuple[np.ndarray, tup
     With `target`, JPEG decoding may shrink by a power of two while keeping both sides >= target
     (a large speed-up for 1,000+ px X-rays resized to a few hundred pixels).
     """
-    with PILImage.open(path) as im:
-        size = im.size
-        if target:
-            im.draft("L", (target, target))
-        grey = np.asarray(im.convert("L"))
+    try:
+        with PILImage.open(path) as im:
+            size = im.size
+            if target:
+                im.draft("L", (target, target))
+            grey = np.asarray(im.convert("L"))
+    except DECODE_ERRORS as exc:  # damaged or replaced since import: name the file
+        raise read_error(path, exc) from exc
     return np.repeat(grey[:, :, None], 3, axis=2), size
 
 

@@ -16,6 +16,27 @@ from typing import Protocol
 from PIL import Image, UnidentifiedImageError
 
 
+# What Pillow raises for a file it cannot open or decode (the bomb error is not an OSError).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+class ImageReadError(Exception):
+    """An image that was readable at import cannot be read now; `message` names the file.
+
+    One string argument, so a DataLoader worker can re-raise it in the main process.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message.strip().splitlines()[-1].split("ImageReadError: ", 1)[-1]
+
+
+def read_error(path: str, exc: BaseException) -> ImageReadError:
+    """The ImageReadError for `path` that failed with `exc` (one of DECODE_ERRORS)."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ImageReadError(f"Cannot read image {path}: {reason}")
+
+
 @dataclass(frozen=True)
 class FileFacts:
     sha256: str
@@ -41,6 +62,9 @@ def inspect_bytes(data: bytes) -> FileFacts:
                 img.load()
     except UnidentifiedImageError:
         return FileFacts(digest, len(data), error="not an image (Pillow cannot identify it)")
+    except Image.DecompressionBombError as exc:
+        # Over twice Pillow's pixel limit (~179 MP): an error, not a warning, and not an OSError.
+        return FileFacts(digest, len(data), error=f"too large to decode safely: {exc}")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
         return FileFacts(digest, len(data), error=f"cannot decode: {exc}")
     return FileFacts(digest, len(data), width, height, mode)
@@ -68,10 +92,26 @@ def missing_files(images: Iterable[HasPath]) -> list[str]:
     for im in images:
         folder, name = os.path.split(im.abs_path)
         if folder not in present:
-            try:
-                present[folder] = {e.name for e in os.scandir(folder) if e.is_file()}
-            except OSError:
-                present[folder] = set()
+            present[folder] = _files_in(folder)
         if name not in present[folder]:
             missing.append(im.abs_path)
     return missing
+
+
+def _files_in(folder: str) -> set[str]:
+    """Names of the regular files (or links to them) in `folder`; empty when it cannot be read.
+
+    One bad entry (a symlink loop raises ELOOP from is_file) must not hide the folder's other files.
+    """
+    names = set()
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_file():
+                        names.add(entry.name)
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return names

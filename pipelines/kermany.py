@@ -97,17 +97,18 @@ def detect_layout(root: Path, sample_names: list[str]) -> str:
     return "kaggle" if "val" in splits else "mendeley_v2"
 
 
-def find_roots(path: Path) -> list[Path]:
+def find_roots(path: Path, onerror=None) -> list[Path]:
     """Folders that hold a `chest_xray` tree with split folders, at or below `path`.
 
     A `chest_xray` nested inside another one (the Kaggle archive's duplicate copy) and anything
-    under `__MACOSX` are not roots. `path` may itself be a `chest_xray` folder.
+    under `__MACOSX` are not roots. `path` may itself be a `chest_xray` folder. `onerror`
+    (os.walk's) hears of each folder that cannot be listed.
     """
     path = path.resolve()
     if path.name.lower() == "chest_xray" and _has_split_dirs(path):
         return [path.parent]
     roots: list[Path] = []
-    for dirpath, dirnames, _ in os.walk(path):
+    for dirpath, dirnames, _ in os.walk(path, onerror=onerror):
         dirnames[:] = sorted(d for d in dirnames if not is_skipped_name(d))
         here = Path(dirpath)
         found = [d for d in dirnames if d.lower() == "chest_xray" and _has_split_dirs(here / d)]

@@ -8,7 +8,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
 from db.models import Base
-from db.session import alembic_config, database_url, head_revisions, open_database
+from db.session import alembic_config, database_url, head_revisions, known_revisions, open_database
 
 
 def test_empty_file_is_migrated_to_head(tmp_path):
@@ -44,12 +44,16 @@ def test_downgrade_to_base_and_up_again(tmp_path):
 def test_database_url_accepts_paths_and_urls(tmp_path):
     assert database_url("sqlite:///x.db") == "sqlite:///x.db"
     assert database_url(str(tmp_path / "a" / "b.db")) == f"sqlite:///{tmp_path}/a/b.db"
-    assert (tmp_path / "a").is_dir()
+    assert not (tmp_path / "a").exists()  # a URL creates nothing; opening with create=True does
+    db = open_database(str(tmp_path / "a" / "b.db"), create=True)
+    assert db.created and (tmp_path / "a" / "b.db").is_file()
+    assert not open_database(str(tmp_path / "a" / "b.db"), create=False).created
 
 
 def test_head_revisions_agree_with_alembic():
     """The quick check `open_database` makes without importing alembic finds alembic's own heads."""
     assert head_revisions() == set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+    assert known_revisions() == {r.revision for r in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()}
 
 
 def test_a_database_behind_head_is_still_upgraded(tmp_path):

@@ -123,7 +123,7 @@ def test_killed_import_leaves_readable_db(ws, sample_dir, tmp_path):
         "from workbench.workspace import Workspace\n"
         "imp.CHUNK = 4\n"
         "real = imp._record\n"
-        "def slow(*a, **k):\n    real(*a, **k); time.sleep(0.3)\n"
+        "def slow(*a, **k):\n    out = real(*a, **k); time.sleep(0.3); return out\n"
         "imp._record = slow\n"
         f"imp.import_dataset(Workspace.from_options().db, {str(sample_dir)!r}, workers=1, progress=False)\n"
     )

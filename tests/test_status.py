@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 
-def test_status_json_shape_empty(cli):
+def test_status_json_shape_empty(cli, ws):
+    ws.db.dispose()  # an empty workspace made by the library (the CLI creates one only in `wb import`)
     out = cli.json("status")
     assert out["images"]["total"] == 0
     assert out["images"]["by_label"] == {"NORMAL": 0, "PNEUMONIA": 0}
@@ -33,5 +34,6 @@ def test_db_option_and_env(cli, tmp_path, monkeypatch, sample_dir):
     monkeypatch.setenv("WB_DB", str(target))
     assert cli.json("status")["images"]["total"] == 48
     monkeypatch.setenv("WB_DB", f"sqlite:///{tmp_path / 'url.db'}")
-    assert cli.json("status")["images"]["total"] == 0
+    assert cli.json("import", sample_dir)["added"] == 48
+    assert cli.json("status")["images"]["total"] == 48
     assert (tmp_path / "url.db").exists()

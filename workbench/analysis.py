@@ -16,6 +16,7 @@ from tqdm import tqdm
 from db import Database
 from db.models import DatasetRoot, Image, Split, SplitMember
 from pipelines import audit as A
+from pipelines.imagecheck import DECODE_ERRORS
 from workbench.errors import InputError
 from workbench.splitting import resolve_split
 
@@ -77,7 +78,7 @@ def compute_missing_phashes(db: Database, *, progress: bool = True) -> dict:
             for r in todo[start : start + HASH_CHUNK]:
                 try:
                     values.append({"id": r.id, "phash": A.phash_hex(f"{r.root}/{r.rel_path}")})
-                except OSError as exc:
+                except DECODE_ERRORS as exc:
                     failed.append({"path": r.rel_path, "reason": str(exc)})
                 bar.update(1)
             if values:
@@ -257,7 +258,7 @@ def make_eda(db: Database, out_dir: Path, *, config: EdaConfig = EdaConfig(), pr
     for r in tqdm(rows, desc="mean/variance", unit="img", disable=None if progress else True):
         try:
             moments[r.label].add(E.load_grey(f"{r.root}/{r.rel_path}", square))
-        except OSError as exc:
+        except DECODE_ERRORS as exc:
             unreadable.append({"path": r.rel_path, "reason": str(exc)})
     counts = {k: m.n for k, m in moments.items()}
     figures["mean_images"] = out_dir / "4_mean_images.png"

@@ -28,3 +28,45 @@ class ConflictError(WorkbenchError):
 
 class ExternalServiceError(WorkbenchError):
     """A server (Label Studio) refused, failed or could not be reached."""
+
+
+class DatabaseError(WorkbenchError):
+    """The database cannot be opened or used: wrong path or URL, not wb's, too new, unreachable."""
+
+
+def from_exception(exc: BaseException) -> WorkbenchError | None:
+    """The one-line form of an expected failure that arrived as a foreign exception; None if unknown.
+
+    The CLI's error funnel calls this for anything that is not a WorkbenchError, so every command
+    reports database races, full disks, permissions and unreadable images the same way. Unknown
+    exceptions (bugs) keep their traceback.
+    """
+    import errno
+
+    from sqlalchemy import exc as sa
+
+    from pipelines.imagecheck import ImageReadError
+
+    if isinstance(exc, WorkbenchError):
+        return exc
+    if isinstance(exc, ImageReadError):
+        return InputError(exc.message, "the file changed after `wb import`: restore it, or see `wb doctor`")
+    if isinstance(exc, sa.IntegrityError):
+        return ConflictError(f"Another wb command changed the same rows at the same time ({_first_line(exc.orig)})",
+                             "run the command again: what was committed is kept")
+    if isinstance(exc, sa.OperationalError) and "database is locked" in str(exc.orig):
+        return ConflictError("The database stayed locked by another wb command for 30 s",
+                             "let it finish (or stop it), then run this again")
+    if isinstance(exc, sa.DBAPIError):
+        return DatabaseError(f"Database error: {_first_line(exc.orig)}",
+                             "check the database (--db / WB_DB) is reachable, writable and not damaged")
+    if isinstance(exc, PermissionError):
+        return InputError(f"Permission denied: {exc.filename or exc}", "choose a place you may write to, or fix its permissions")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+        return InputError(f"{exc.strerror}: {exc.filename or ''}".rstrip(": "), "free space or choose another place")
+    return None
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc or "").strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -371,7 +371,8 @@ def push(
     no prediction for are predicted first (its best.pt, on the CPU).
     """
     config_text = _read_config(label_config)
-    with ws.db.session() as s:
+    # exclusive: a second push at the same time waits, then finds the tasks pushed (no duplicates)
+    with ws.db.session(exclusive=True) as s:
         what, chosen_ids = _select_images(s, images, batch, split)
         chosen = image_refs(s, chosen_ids)
         if len(chosen) != len(chosen_ids):
@@ -417,7 +418,7 @@ def pull(ws: Workspace, *, progress: bool = True) -> dict:
     """Bring annotations changed since the last pull into the DB (one transaction), then write
     the reasons for rejected ones into their tasks, where the annotator sees them."""
     client, key = _client_and_key(ws)
-    with ws.db.session() as s:
+    with ws.db.session(exclusive=True) as s:  # one pull at a time: each sees the previous one's rows
         row = current_project(s, key)
         if row is None:
             raise NotFoundError(f"Nothing was pushed to {client.url} from this workspace", "run `wb ls push` first")

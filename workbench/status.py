@@ -48,7 +48,7 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
             for r in s.scalars(select(Run).order_by(Run.id))
         ]
     return {
-        "database": db.url,
+        "database": db.shown,
         "images": {
             "total": total,
             "by_label": {"NORMAL": by_label.get("NORMAL", 0), "PNEUMONIA": by_label.get("PNEUMONIA", 0)},

@@ -12,7 +12,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from workbench.errors import WorkbenchError
+from workbench.errors import from_exception
 from workbench.workspace import Workspace
 
 _show_python_warning = warnings.showwarning
@@ -33,12 +33,17 @@ class _WbGroup(TyperGroup):
         warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
-        except WorkbenchError as exc:
-            if _debug:
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            # WorkbenchErrors, and the foreign exceptions that are expected failures
+            # (database races, permissions, full disks, damaged images): one line each.
+            known = from_exception(exc)
+            if known is None or _debug:
                 raise
-            typer.secho(f"Error: {exc.message}", fg="red", err=True)
-            if exc.hint:
-                typer.echo(f"Hint: {exc.hint}", err=True)
+            typer.secho(f"Error: {known.message}", fg="red", err=True)
+            if known.hint:
+                typer.echo(f"Hint: {known.hint}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("Interrupted; what was committed is kept. Run the command again to finish.", err=True)
@@ -78,7 +83,7 @@ def root(
     """
     global _debug
     _debug = debug
-    ctx.obj = Workspace.from_options(db=db, workspace=workspace)
+    ctx.obj = Workspace.from_options(db=db, workspace=workspace, create_db=False)
 
 
 def _register() -> None:

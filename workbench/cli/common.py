@@ -30,11 +30,15 @@ CheckpointOption = Annotated[str | None, typer.Option(
     help=f"{' or '.join(CHECKPOINTS)}: the lowest validation loss, or the newest epoch (default: {DEFAULT_CHECKPOINT}).")]
 
 
-def workspace(ctx: typer.Context) -> Workspace:
-    """The Workspace the root callback built from --db / --workspace / the environment."""
+def workspace(ctx: typer.Context, *, create_db: bool = False) -> Workspace:
+    """The Workspace the root callback built from --db / --workspace / the environment.
+
+    Only `create_db=True` (wb import) may make a new database; elsewhere a missing one is an error.
+    """
     root = ctx.find_root()
     if not isinstance(root.obj, Workspace):
-        root.obj = Workspace.from_options()
+        root.obj = Workspace.from_options(create_db=False)
+    root.obj.create_db = root.obj.create_db or create_db
     return root.obj
 
 

@@ -20,19 +20,22 @@ def import_(
 ) -> None:
     """Import Kermany chest X-rays (Kaggle, Mendeley v2 or v3 layout) into the workspace.
 
-    Every file is hashed and decoded; unreadable files are recorded with the reason. Importing
-    the same folder again adds nothing.
+    Every file is hashed and decoded; unreadable files are recorded with the reason and checked
+    again by the next import. Importing the same folder again adds nothing. This is the one
+    command that creates a new database (other commands refuse a --db that does not exist).
 
     Example: wb import ~/Downloads/chest_xray
     """
-    from workbench.importing import import_dataset
+    from workbench.importing import import_into
 
-    summary = import_dataset(workspace(ctx).db, path, workers=workers)
+    summary = import_into(workspace(ctx, create_db=True), path, workers=workers)
     if json_:
         print_json(summary.as_dict())
         return
+    if summary.new_database:
+        typer.echo(f"New workspace database: {summary.new_database}")
     if summary.added == 0:
-        typer.echo(f"Nothing new: all {summary.already_present} image files are already in the workspace.")
+        typer.echo(f"Nothing new: all {summary.already_present + summary.rechecked} image files are already in the workspace.")
     else:
         typer.echo(f"Imported {summary.added} files from {', '.join(summary.roots)}")
         for label in sorted(set(summary.imported) | set(summary.unreadable)):
@@ -42,6 +45,9 @@ def import_(
             )
         if summary.already_present:
             typer.echo(f"  skipped {summary.already_present} files already imported")
+    if summary.rechecked:
+        fixed = sum(summary.now_readable.values())
+        typer.echo(f"  checked again {summary.rechecked} file(s) recorded unreadable: {fixed} readable now")
     for reason, n in sorted(summary.ignored.items()):
         typer.echo(f"  not imported: {n} file(s): {reason}")
     if summary.unrecognised_names:

@@ -1,0 +1,375 @@
+"""Hostile and unlucky inputs (issue 13): each one a one-line error or a recorded fact, never a
+traceback, an orphan process or a write where it does not belong.
+
+tests/hostile_inputs.md lists every input tried and the test that covers it: add new ones there
+and here. Cases marked "real processes" start `wb` with subprocess (kill -9, two at once, another
+user's permissions), since an in-process run cannot show them.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
+from db.models import Image
+from tests.conftest import REPO
+
+NORMAL_TRAIN = "chest_xray/train/NORMAL"
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+def one_line_error(result, *needles: str) -> str:
+    """The run failed with exit 1 and "Error: ..." (plus at most a "Hint: ..." line), no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1, result.output
+    assert lines and lines[0].startswith("Error: "), result.stderr
+    assert len(lines) <= 2 and (len(lines) == 1 or lines[1].startswith("Hint: ")), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def wb_env(**extra: str) -> dict:
+    """The environment for a real `wb` process that runs this checkout's code."""
+    env = os.environ.copy()
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(extra)
+    return env
+
+
+WB = [sys.executable, "-c", "from workbench.cli import main; main()"]
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A small JPEG whose header claims width x height pixels (Pillow checks the size on open)."""
+    buf = io.BytesIO()
+    PILImage.new("L", (16, 16)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")  # SOF0: marker, length(2), precision(1), height(2), width(2)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def _count(db, *where) -> int:
+    with db.session() as s:
+        return s.scalar(select(func.count(Image.id)).where(*where)) or 0
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a live process from /proc; None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat and stat[1] == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z"  # a zombie has exited
+
+
+def _drop_file_capabilities() -> None:
+    """In the child before exec: root loses the capabilities that bypass file permissions.
+
+    Removing CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set (prctl
+    PR_CAPBSET_DROP) makes the exec'd process obey modes like any user, without a second user.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # 24 = PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.fixture
+def unprivileged(tmp_path):
+    """Run a real `wb` that file permissions apply to (root normally ignores them).
+
+    Yields (scratch folder, run(args) -> CompletedProcess); the workspace is scratch/ws.
+    """
+    if not sys.platform.startswith("linux"):
+        pytest.skip("drops root's file capabilities with Linux prctl")
+    preexec = _drop_file_capabilities if os.getuid() == 0 else None
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+
+    def run(args) -> subprocess.CompletedProcess:
+        env = wb_env(WB_WORKSPACE=str(scratch / "ws"))
+        env.pop("WB_DB", None)
+        return subprocess.run([*WB, *map(str, args)], env=env, cwd=scratch, preexec_fn=preexec,
+                              capture_output=True, text=True, timeout=300)
+
+    probe = subprocess.run(["ls", "/"], preexec_fn=preexec, capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot drop root's file capabilities here")
+    try:
+        yield scratch, run
+    finally:
+        for path in scratch.rglob("*"):  # restore modes the test removed, so pytest can clean up
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+
+
+# ---- 1: an image over Pillow's decompression-bomb limit -------------------------------------
+
+def test_huge_image_is_recorded_unreadable_not_a_traceback(cli, ws, sample_copy):
+    (sample_copy / NORMAL_TRAIN / "IM-9999-0001.jpeg").write_bytes(jpeg_claiming(20000, 20000))  # 400 MP
+    out = cli.json("import", sample_copy)
+    assert out["imported"] == {"NORMAL": 24, "PNEUMONIA": 24} and out["unreadable"] == {"NORMAL": 1}
+    reasons = {r["path"]: r["reason"] for r in cli.json("status")["images"]["unreadable_files"]}
+    assert reasons[f"{NORMAL_TRAIN}/IM-9999-0001.jpeg"].startswith("too large to decode safely")
+    assert cli.json("import", sample_copy)["added"] == 0  # a rerun is not stuck on it either
+
+
+# ---- 2: kill -9 of `wb import` leaves no pool worker alive (real processes) -------------------
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads parent PIDs from /proc (Linux)")
+def test_killed_import_leaves_no_orphan_workers(ws, sample_copy):
+    folder = sample_copy / NORMAL_TRAIN
+    first = next(folder.glob("*.jpeg")).read_bytes()
+    for i in range(120):  # enough files for the worker pool (> 64 to do)
+        (folder / f"IM-{7000 + i}-0001.jpeg").write_bytes(first + bytes([i % 251]))  # after the end marker
+    code = (
+        "import time, workbench.importing as imp\n"
+        "from workbench.workspace import Workspace\n"
+        "imp.CHUNK = 8\n"
+        "real = imp._record\n"
+        "def slow(*a, **k):\n    out = real(*a, **k); time.sleep(1.0); return out\n"
+        "imp._record = slow\n"
+        f"imp.import_dataset(Workspace.from_options().db, {str(sample_copy)!r}, workers=2, progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=wb_env())
+    try:
+        deadline = time.time() + 120
+        workers: list[int] = []
+        while time.time() < deadline and len(workers) < 2 and proc.poll() is None:
+            time.sleep(0.2)
+            workers = [p for p in _children(proc.pid) if _alive(p)]
+        assert len(workers) >= 2, "the import did not start its worker pool"
+        while time.time() < deadline and _count(ws.db) < 8:  # a chunk is in: work is under way
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.2)
+        left = [p for p in workers if _alive(p)]
+        assert not left, f"pool workers outlived the killed import: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in _children(proc.pid) + [p for p in locals().get("workers", []) if _alive(p)]:
+            try:
+                os.kill(p, signal.SIGKILL)  # only the workers this test started
+            except ProcessLookupError:
+                pass
+    assert _count(ws.db) % 8 == 0  # whole chunks only
+
+
+# ---- 3: a symlink loop in a class folder does not hide its real files ------------------------
+
+def test_symlink_loop_does_not_make_real_files_missing(cli, ws, sample_copy):
+    from pipelines.imagecheck import missing_files
+    from db.models import SplitMember
+    from workbench.training import part_images
+
+    cli.run("import", sample_copy)
+    cli.run("split", "--batch-per-class", "3")
+    folder = sample_copy / NORMAL_TRAIN
+    (folder / "loop-a.jpeg").symlink_to(folder / "loop-b.jpeg")
+    (folder / "loop-b.jpeg").symlink_to(folder / "loop-a.jpeg")
+    with ws.db.session() as s:
+        images = list(s.scalars(select(Image).where(Image.rel_path.like(f"{NORMAL_TRAIN}/%"))))
+        assert len(images) == 12 and missing_files(images) == []
+        assert s.scalar(select(func.count()).select_from(SplitMember)) == 48
+        split_id, train = part_images(s, None, "train")  # the check train/eval/suggest run first
+        assert train
+    (folder / images[0].rel_path.rsplit("/", 1)[1]).unlink()  # a file really gone is still reported
+    with ws.db.session() as s:
+        images = list(s.scalars(select(Image).where(Image.rel_path.like(f"{NORMAL_TRAIN}/%"))))
+        assert missing_files(images) == [images[0].abs_path]
+
+
+# ---- 4, 7, 11: databases wb must not use, and must not write to ----------------------------
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def _foreign_sqlite(path: Path) -> Path:
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE image (id INTEGER PRIMARY KEY, name TEXT)")
+    con.execute("INSERT INTO image (name) VALUES ('not ours')")
+    con.commit()
+    con.close()
+    return path
+
+
+def _newer_wb_db(path: Path) -> Path:
+    from db import open_database
+
+    open_database(str(path)).dispose()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    con.commit()
+    con.close()
+    return path
+
+
+def _damaged_wb_db(path: Path) -> Path:
+    from db import open_database
+
+    open_database(str(path)).dispose()
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # page 1 after the header: the schema table
+    path.write_bytes(bytes(data))
+    return path
+
+
+# (id, how to make the --db value from tmp_path, what the one line must say)
+BAD_DATABASES = [
+    ("text-file", lambda t: _write(t / "notes.txt", "hello"), "file is not a database"),
+    ("folder", lambda t: _folder(t / "adir"), "is a folder, not a database file"),
+    ("missing-folder", lambda t: t / "no" / "such" / "dir" / "x.db", "No wb database at"),
+    ("unknown-scheme", lambda t: "foo://bar", "cannot use the database URL foo://bar"),
+    ("postgres-down", lambda t: "postgresql://nobody:secret@127.0.0.1:1/x", ""),
+    ("foreign-sqlite", lambda t: _foreign_sqlite(t / "other.db"), "is not a wb database"),
+    ("newer-wb", lambda t: _newer_wb_db(t / "new.db"), "schema revision '9999_from_the_future'"),
+    ("damaged-wb", lambda t: _damaged_wb_db(t / "bad.db"), ""),
+]
+
+
+@pytest.mark.parametrize("make, says", [c[1:] for c in BAD_DATABASES], ids=[c[0] for c in BAD_DATABASES])
+def test_bad_database_is_one_line_and_untouched(cli, tmp_path, make, says):
+    target = make(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    line = one_line_error(cli.run("--db", target, "status", code=1), says)
+    assert "secret" not in line  # a password in a URL is never shown
+    if not str(target).startswith(("foo:", "postgresql:")) and not Path(target).is_dir():
+        one_line_error(cli.run("--db", target, "split", code=1), says)
+    after = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # nothing written: no tables, no WAL switch, no -wal/-shm, no new file
+
+
+def test_foreign_database_refused_by_import_too(cli, tmp_path, sample_dir):
+    _foreign_sqlite(tmp_path / "other.db")
+    digest = hashlib.sha256((tmp_path / "other.db").read_bytes()).hexdigest()
+    one_line_error(cli.run("--db", tmp_path / "other.db", "import", sample_dir, code=1), "is not a wb database")
+    assert hashlib.sha256((tmp_path / "other.db").read_bytes()).hexdigest() == digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
+
+
+def test_mistyped_db_creates_nothing_and_import_creates_and_says_so(cli, tmp_path, sample_dir):
+    target = tmp_path / "nonexistent" / "dir" / "x.db"
+    one_line_error(cli.run("--db", target, "status", code=1), f"No wb database at {target}")
+    assert not (tmp_path / "nonexistent").exists()
+    result = cli.run("--db", target, "import", sample_dir)
+    assert f"New workspace database: {target}" in result.stdout
+    assert cli.json("--db", target, "status")["images"]["total"] == 48
+    assert "New workspace database" not in cli.run("--db", target, "import", sample_dir).stdout
+
+
+def test_unwritable_database_folder_is_one_line(unprivileged, sample_dir):
+    scratch, run = unprivileged
+    locked = scratch / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    result = run(["--db", locked / "x.db", "import", sample_dir])
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2
+    assert not (locked / "x.db").exists()
+
+
+# ---- 5: a folder wb cannot read is reported, not skipped in silence (another user) -----------
+
+def test_unreadable_folder_is_reported(unprivileged, sample_dir):
+    scratch, run = unprivileged
+    data = scratch / "data"
+    shutil.copytree(sample_dir, data)
+    (data / "chest_xray" / "test" / "PNEUMONIA").chmod(0o000)
+    result = run(["import", data])
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("Error: 1 folder(s) could not be read, e.g. ") and "Traceback" not in result.stderr
+    assert "chest_xray/test/PNEUMONIA: Permission denied" in lines[0] and "imported 40 file(s)" in lines[0]
+    (data / "chest_xray" / "test" / "PNEUMONIA").chmod(0o755)
+    again = run(["import", data, "--json"])
+    assert again.returncode == 0, again.stderr
+    assert '"added": 8' in again.stdout  # the rerun picks up the folder's files
+
+
+# ---- 6: two imports at once (real processes) -------------------------------------------------
+
+def test_two_imports_at_once_both_finish(ws, sample_copy):
+    folder = sample_copy / NORMAL_TRAIN
+    first = next(folder.glob("*.jpeg")).read_bytes()
+    for i in range(300):  # a few chunks, so the two really overlap
+        (folder / f"IM-{7000 + i}-0001.jpeg").write_bytes(first + bytes([i % 251, i // 251]))
+    env = wb_env(WB_WORKSPACE=str(ws.root))
+    procs = [subprocess.Popen([*WB, "import", str(sample_copy), "--workers", "1"], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0 and "Traceback" not in err, err
+    assert _count(ws.db) == 348
+    with ws.db.session() as s:
+        assert s.scalar(select(func.count(func.distinct(Image.rel_path)))) == 348
+        assert _count(ws.db, Image.duplicate_of_id.is_not(None)) == 1  # the sample's one pair
+        firsts = s.execute(select(Image.sha256, func.count()).where(Image.duplicate_of_id.is_(None))
+                           .group_by(Image.sha256).having(func.count() > 1)).all()
+        assert firsts == []  # each content has one first copy
+
+
+# ---- 12: files recorded unreadable are checked again by the next import ----------------------
+
+def test_import_rechecks_unreadable_files(cli, ws, sample_copy):
+    folder = sample_copy / NORMAL_TRAIN
+    good = folder / "IM-0185-0001.jpeg"
+    whole = good.read_bytes()
+    good.write_bytes(whole[: len(whole) // 2])
+    (folder / "IM-9003-0001.jpeg").write_text("still not a picture")
+    out = cli.json("import", sample_copy)
+    assert out["unreadable"] == {"NORMAL": 2}
+    good.write_bytes(whole)  # fixed
+    again = cli.json("import", sample_copy)
+    assert (again["added"], again["rechecked"], again["now_readable"]) == (0, 2, {"NORMAL": 1})
+    assert "checked again 1 file(s) recorded unreadable: 0 readable now" in cli.run("import", sample_copy).stdout
+    with ws.db.session() as s:
+        row = s.scalar(select(Image).where(Image.rel_path == f"{NORMAL_TRAIN}/IM-0185-0001.jpeg"))
+        assert (row.status, row.reason, row.size_bytes) == ("ok", None, len(whole))
+        assert row.sha256 == hashlib.sha256(whole).hexdigest() and row.width > 100
+    status = cli.json("status")["images"]
+    assert status["unreadable"] == 1 and status["unreadable_files"][0]["path"].endswith("IM-9003-0001.jpeg")
