@@ -5,6 +5,7 @@ a group is the union of images that share a patient key or are byte-identical (s
 """
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ def union_groups(patient_keys: Sequence[str], sha256s: Sequence[str]) -> list[in
 
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
+    if len(ratios) != 3 or any(not math.isfinite(r) or r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise ValueError(f"ratios must be three non-negative numbers summing to 1, got {list(ratios)}")
     return tuple(float(r) for r in ratios)  # type: ignore[return-value]
 

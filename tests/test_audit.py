@@ -179,7 +179,8 @@ def test_audit_cli_text_and_unknown_split(cli, sample_db):
     assert "No split named 'nosuch'" in err
 
 
-def test_audit_on_empty_workspace_is_a_clear_error(cli):
+def test_audit_on_empty_workspace_is_a_clear_error(cli, ws):
+    ws.db.dispose()  # an empty workspace (a missing one is refused earlier, see test_hostile)
     err = cli.run("audit", code=1).stderr
     assert "No readable images" in err
 

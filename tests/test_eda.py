@@ -99,6 +99,7 @@ def test_eda_default_folder_is_in_the_workspace(cli, ws, imported_sample_db, tmp
     assert "height = " in out and "variance max" in out
 
 
-def test_eda_on_empty_workspace_is_a_clear_error(cli):
+def test_eda_on_empty_workspace_is_a_clear_error(cli, ws):
+    ws.db.dispose()  # an empty workspace (a missing one is refused earlier, see test_hostile)
     err = cli.run("eda", code=1).stderr
     assert "No readable images" in err

@@ -32,10 +32,14 @@ NORMAL_TRAIN = "chest_xray/train/NORMAL"
 # ---- helpers -----------------------------------------------------------------------------
 
 def one_line_error(result, *needles: str) -> str:
-    """The run failed with exit 1 and "Error: ..." (plus at most a "Hint: ..." line), no traceback."""
-    lines = result.stderr.strip().splitlines()
+    """The run failed with exit 1 and ended with "Error: ..." (plus at most a "Hint: ..." line), no
+    traceback. Progress-bar lines before the error are allowed."""
     assert result.exit_code == 1, result.output
-    assert lines and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error: ")]
+    assert starts, result.stderr
+    lines = lines[starts[-1]:]
     assert len(lines) <= 2 and (len(lines) == 1 or lines[1].startswith("Hint: ")), result.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
@@ -197,7 +201,7 @@ def test_killed_import_leaves_no_orphan_workers(ws, sample_copy):
 def test_symlink_loop_does_not_make_real_files_missing(cli, ws, sample_copy):
     from pipelines.imagecheck import missing_files
     from db.models import SplitMember
-    from workbench.training import part_images
+    from workbench.runs import part_images
 
     cli.run("import", sample_copy)
     cli.run("split", "--batch-per-class", "3")
@@ -373,3 +377,119 @@ def test_import_rechecks_unreadable_files(cli, ws, sample_copy):
         assert row.sha256 == hashlib.sha256(whole).hexdigest() and row.width > 100
     status = cli.json("status")["images"]
     assert status["unreadable"] == 1 and status["unreadable_files"][0]["path"].endswith("IM-9003-0001.jpeg")
+
+
+# ---- 9: split and training options that used to end in tracebacks or empty parts -------------
+
+@pytest.mark.parametrize("args, says", [
+    (["split", "--ratios", "nan,0.5,0.5"], "ratios must be three non-negative numbers"),
+    (["split", "--ratios", "inf,0,0"], "ratios must be three non-negative numbers"),
+    (["split", "--batch-per-class", "-5"], "--batch-per-class must be 0 or more"),
+], ids=["ratios-nan", "ratios-inf", "batch-negative"])
+def test_bad_split_options_are_one_line(cli, ws, imported_sample_db, args, says):
+    ws.root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
+    one_line_error(cli.run(*args, "--name", "x", code=1), says)
+    assert "x" not in cli.json("status")["splits"]
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "classifier", "--threads", "-1", "--epochs", "1"],
+    ["train", "detector", "--workers", "-2", "--epochs", "1"],
+    ["import", ".", "--workers", "0"],
+    ["ls", "serve", "--port", "99999"],
+], ids=["threads", "loader-workers", "import-workers", "port"])
+def test_out_of_range_numbers_are_usage_errors(cli, args):
+    result = cli.run(*args, code=2)  # click's usage error: no traceback, nothing started
+    assert "Invalid value" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_replacing_a_split_that_runs_use_is_refused(cli, boxed_ws):
+    from db.models import Run, Split
+
+    with boxed_ws.db.session() as s:
+        split = s.scalar(select(Split).where(Split.name == "demo"))
+        s.add(Run(kind="classifier", status="done", config={}, split_id=split.id))
+    result = cli.run("split", "--name", "demo", "--replace", code=1)
+    one_line_error(result, "Split 'demo' is used by 1 run(s) (1)")
+    assert "Hint: give the new split another --name" in result.stderr
+    assert cli.json("status")["splits"]["demo"]["train"] > 0  # still there
+    assert cli.json("split", "--name", "demo2")["name"] == "demo2"
+
+
+# ---- 10: an image damaged after import names itself; the run is marked failed -----------------
+
+TINY_CLS = ("--members", "mobilenet_v2", "--image-size", "64", "--batch-size", "4", "--weights", "none",
+            "--threads", "1", "--device", "cpu", "--epochs", "1")
+
+
+@pytest.fixture
+def damaged_ws(cli, ws, sample_copy):
+    """The sample copy imported, split and boxed; then one train image truncated on disk."""
+    from db.models import SplitMember
+    from tests.conftest import add_csv_boxes
+
+    cli.run("import", sample_copy)
+    cli.run("split", "--strategy", "source", "--name", "demo", "--batch-per-class", "3")
+    add_csv_boxes(ws.root / "wb.db")
+    with ws.db.session() as s:
+        victim = s.scalar(select(Image).join(SplitMember, SplitMember.image_id == Image.id)
+                          .where(SplitMember.part == "train", Image.duplicate_of_id.is_(None)).order_by(Image.id))
+        path = Path(victim.abs_path)
+    return ws, path
+
+
+def _run_row(ws, kind: str):
+    from db.models import Run
+
+    with ws.db.session() as s:
+        return s.scalars(select(Run).where(Run.kind == kind).order_by(Run.id.desc())).first()
+
+
+@pytest.mark.slow
+def test_image_damaged_after_import_stops_training_with_its_name(cli, damaged_ws):
+    ws, path = damaged_ws
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    line = one_line_error(cli.run("train", "classifier", *TINY_CLS, code=1), f"Cannot read image {path}")
+    run = _run_row(ws, "classifier")
+    assert run.status == "failed" and run.error == line.removeprefix("Error: ")
+
+
+@pytest.mark.slow
+def test_image_damaged_after_import_stops_suggest_with_its_name(cli, damaged_ws):
+    ws, path = damaged_ws
+    det = cli.json("train", "detector", "--image-size", "64", "--limit", "6", "--batch-size", "3", "--weights", "none",
+                   "--threads", "1", "--device", "cpu", "--epochs", "1")["run_id"]
+    cls = cli.json("train", "classifier", *TINY_CLS, "--limit", "6")["run_id"]
+    path.write_bytes(b"\xff\xd8\xff\xe0 no longer a picture")
+    line = one_line_error(cli.run("suggest", "--detector", det, "--classifier", cls, "-k", "2", "--device", "cpu",
+                                  "--include-annotated", "--parts", "train", code=1), f"Cannot read image {path}")
+    run = _run_row(ws, "suggest")
+    assert run.status == "failed" and run.error == line.removeprefix("Error: ")
+
+
+@pytest.mark.labelstudio
+@pytest.mark.slow
+def test_two_pushes_at_once_make_each_task_once(ws, imported_sample_db, ls_env):
+    """Real processes: both `wb ls push`es finish; the server and the DB hold each image's task once."""
+    from annotations.client import LabelStudioClient
+    from db.models.labels import LsProject, LsTask
+
+    ws.root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
+    env = wb_env(WB_WORKSPACE=str(ws.root), WB_LS_URL=ls_env["url"], WB_LS_TOKEN=ls_env["token"],
+                 WB_LS_DOCUMENT_ROOT=ls_env["document_root"])
+    env.pop("WB_DB", None)
+    procs = [subprocess.Popen([*WB, "ls", "push", "--json"], env=env, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0 and "Traceback" not in err, err
+    with ws.db.session() as s:
+        project = s.scalars(select(LsProject)).one()  # one project, not one per push
+        tasks = s.scalar(select(func.count()).select_from(LsTask))
+    assert tasks == 24  # the demo split's first batch: 12 per class
+    client = LabelStudioClient(ls_env["url"], ls_env["token"])
+    on_server = [t["data"]["wb_image_id"] for page in client.iter_tasks(project.project_id, full=False) for t in page]
+    assert sorted(on_server) == sorted(set(on_server)) and len(on_server) == 24

@@ -89,7 +89,8 @@ def test_split_bad_ratios_and_strategy(cli, sample_dir):
     assert "give three numbers" in cli.run("split", "--ratios", "a,b", code=2).stderr
 
 
-def test_split_before_import_is_clear(cli):
+def test_split_before_import_is_clear(cli, ws):
+    ws.db.dispose()  # an empty workspace (a missing one is refused earlier, see test_hostile)
     assert "run `wb import PATH` first" in cli.run("split", code=1).stderr
 
 

@@ -1,6 +1,8 @@
 """The WorkbenchError family. Core code raises these; only the CLI turns them into exit codes."""
 from __future__ import annotations
 
+import errno
+
 
 class WorkbenchError(Exception):
     """A failure the user can act on: one line of message plus an optional hint."""
@@ -41,8 +43,6 @@ def from_exception(exc: BaseException) -> WorkbenchError | None:
     reports database races, full disks, permissions and unreadable images the same way. Unknown
     exceptions (bugs) keep their traceback.
     """
-    import errno
-
     from sqlalchemy import exc as sa
 
     from pipelines.imagecheck import ImageReadError
@@ -51,6 +51,8 @@ def from_exception(exc: BaseException) -> WorkbenchError | None:
         return exc
     if isinstance(exc, ImageReadError):
         return InputError(exc.message, "the file changed after `wb import`: restore it, or see `wb doctor`")
+    if type(exc).__name__ == "DecompressionBombError":  # Pillow's, from a reader that did not name the file
+        return InputError(f"An image is too large to decode safely: {exc}", "`wb doctor` finds image files that changed")
     if isinstance(exc, sa.IntegrityError):
         return ConflictError(f"Another wb command changed the same rows at the same time ({_first_line(exc.orig)})",
                              "run the command again: what was committed is kept")
@@ -60,11 +62,17 @@ def from_exception(exc: BaseException) -> WorkbenchError | None:
     if isinstance(exc, sa.DBAPIError):
         return DatabaseError(f"Database error: {_first_line(exc.orig)}",
                              "check the database (--db / WB_DB) is reachable, writable and not damaged")
-    if isinstance(exc, PermissionError):
-        return InputError(f"Permission denied: {exc.filename or exc}", "choose a place you may write to, or fix its permissions")
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
-        return InputError(f"{exc.strerror}: {exc.filename or ''}".rstrip(": "), "free space or choose another place")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InputError(f"{exc.strerror}: {exc.filename or ''}".rstrip(": "), "free some space, or choose another place")
+    if isinstance(exc, OSError) and exc.filename and exc.errno in _PATH_ERRNOS:
+        # A path the user gave or wb must write (an output file, the workspace): name it.
+        return InputError(f"{exc.strerror}: {exc.filename}", "check the path, and that you may read or write there")
     return None
+
+
+# Failures that are about a path (the user's, or one wb must write), not a bug.
+_PATH_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EROFS,
+                errno.ENAMETOOLONG, errno.ELOOP}
 
 
 def _first_line(exc: BaseException | None) -> str:

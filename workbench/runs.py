@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from db.models import Annotation, Image, Run, RunStatus, SplitMember
 from pipelines.imagecheck import missing_files
 from workbench.configs import SuggestConfig, TrainConfig, config_from_dict
-from workbench.errors import InputError, NotFoundError, WorkbenchError
+from workbench.errors import InputError, NotFoundError, from_exception
 from workbench.splitting import resolve_split
 from workbench.workspace import Workspace
 
@@ -120,7 +120,8 @@ def recording_failures(ws: Workspace, run_id: int) -> Iterator[None]:
         set_status(ws, run_id, RunStatus.INTERRUPTED)
         raise
     except Exception as exc:
-        error = exc.message if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
+        known = from_exception(exc)  # the same one line the CLI shows (e.g. which image file is damaged)
+        error = known.message if known is not None else f"{type(exc).__name__}: {exc}"
         set_status(ws, run_id, RunStatus.FAILED, error)
         raise
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, select
 
 from db import Database
-from db.models import AnnotationBatch, AnnotationBatchItem, Image, Split, SplitMember
+from db.models import AnnotationBatch, AnnotationBatchItem, Image, Run, Split, SplitMember
 from pipelines.splits import check_ratios, grouped_split, pick_per_class, random_split, union_groups
 from workbench.configs import STRATEGIES, SplitConfig
 from workbench.errors import ConflictError, InputError, NotFoundError
@@ -50,12 +50,20 @@ def create_split(db: Database, name: str | None, config: SplitConfig, *, replace
         check_ratios(config.ratios)
     except ValueError as exc:
         raise InputError(str(exc), "e.g. --ratios 0.8,0.1,0.1") from None
+    if config.batch_per_class < 0:
+        raise InputError(f"--batch-per-class must be 0 or more, got {config.batch_per_class}")
     name = name or config.strategy
     with db.session() as s:
         existing = s.scalar(select(Split).where(Split.name == name))
         if existing is not None:
             if not replace:
                 raise ConflictError(f"A split named {name!r} exists", "pick another --name or pass --replace")
+            used_by = list(s.scalars(select(Run.id).where(Run.split_id == existing.id).order_by(Run.id)))
+            if used_by:
+                runs = ", ".join(map(str, used_by[:5])) + (", ..." if len(used_by) > 5 else "")
+                raise ConflictError(f"Split {name!r} is used by {len(used_by)} run(s) ({runs}): replacing it would "
+                                    "leave them without the split they were trained and evaluated on",
+                                    "give the new split another --name")
             s.execute(delete(AnnotationBatch).where(AnnotationBatch.split_id == existing.id))
             s.delete(existing)
             s.flush()

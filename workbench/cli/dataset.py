@@ -15,7 +15,7 @@ from workbench.configs import STRATEGIES, SplitConfig, fill
 def import_(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="The unpacked archive, or any folder above chest_xray/.")],
-    workers: Annotated[int | None, typer.Option(help="Processes that hash and decode (default: cores, at most 4).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Processes that hash and decode (default: cores, at most 4).")] = None,
     json_: JsonOption = False,
 ) -> None:
     """Import Kermany chest X-rays (Kaggle, Mendeley v2 or v3 layout) into the workspace.

@@ -19,7 +19,7 @@ app.add_typer(ls_app, name="ls")
 @ls_app.command()
 def serve(
     ctx: typer.Context,
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (default: a free one).")] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Return once the server answers; stop it with `wb ls stop`.")] = False,
     json_: JsonOption = False,
 ) -> None:

@@ -38,7 +38,7 @@ def simulate(
     no_full: Annotated[bool, typer.Option("--no-full", help="Skip the full-pool reference (no label savings).")] = False,
     split: SplitOption = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
     out: Annotated[Path | None, typer.Option(help="Results folder (default <workspace>/simulate/<time>); an existing one is resumed.")] = None,
     json_: JsonOption = False,
 ) -> None:

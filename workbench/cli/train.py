@@ -40,9 +40,9 @@ Weights = Annotated[str | None, typer.Option(help=f"imagenet (torchvision weight
 Fallback = Annotated[bool, typer.Option("--allow-fallback", help="Start from random weights when ImageNet weights cannot be had.")]
 Seed = Annotated[int | None, typer.Option(help=f"Random seed. {_defaults('seed')}")]
 Device = Annotated[str | None, typer.Option(help=f"One of {', '.join(DEVICES)}; mixed precision on CUDA. {_defaults('device')}")]
-Workers = Annotated[int | None, typer.Option(help=f"DataLoader worker processes. {_defaults('workers')}")]
+Workers = Annotated[int | None, typer.Option(min=0, help=f"DataLoader worker processes. {_defaults('workers')}")]
 Resume = Annotated[int | None, typer.Option("--resume", metavar="RUN", help="Continue run RUN from its last epoch (its own config).")]
-Threads = Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")]
+Threads = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
 
 
 def _print(result: TrainResult, json_: bool) -> None:
