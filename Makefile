@@ -23,6 +23,7 @@ demo: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 test: $(VENV)/.installed-test
+	bash scripts/install_browser.sh  # Chromium + chromedriver for the browser test, where missing
 	$(BIN)/python -m pytest -q --timeout 1200
 
 clean:
