@@ -218,7 +218,7 @@ def adopt_tasks(session: Session, client: LabelStudioClient, row: LsProject, *, 
     return adopted
 
 
-def task_data(image: ImageRef, url: str) -> dict:
+def task_data(image: ImageRef | Image, url: str) -> dict:
     """A task's data: the image URL, wb's id for it, and what the labelling view shows beside it.
 
     `wb_feedback` starts empty; a pull that rejects the task's annotation writes the reason there

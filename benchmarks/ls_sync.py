@@ -32,12 +32,12 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import select  # noqa: E402
 
 from annotations.client import annotated_query, updated_after_query  # noqa: E402
-from annotations.convert import PixelBox, rectangle_result  # noqa: E402
+from annotations.convert import CHEST_LABEL, PixelBox, rectangle_result  # noqa: E402
 from annotations.server import load_credentials  # noqa: E402
 from annotations.pull import OVERLAP_S  # noqa: E402
-from annotations.sync import local_files_url  # noqa: E402
+from annotations.sync import local_files_url, task_data  # noqa: E402
 from db.models import Image  # noqa: E402
-from db.models.labels import CHEST_CLASSES, LsProject, LsTask  # noqa: E402
+from db.models.labels import LsProject, LsTask  # noqa: E402
 from workbench import labelling  # noqa: E402
 from workbench.importing import import_dataset  # noqa: E402
 from workbench.workspace import Workspace  # noqa: E402
@@ -94,8 +94,7 @@ def main() -> None:
         # 1. push. The server keeps working for a moment after answering an import, which slows
         # whatever comes next: pause before each timed call and alternate which side goes first.
         config = (REPO / "annotations" / "label_config.xml").read_text()
-        payload = [{"data": {"image": local_files_url(im.abs_path, served.document_root), "wb_image_id": im.id,
-                             "wb_label": im.label, "wb_path": im.rel_path}} for im in images]
+        payload = [{"data": task_data(im, local_files_url(im.abs_path, served.document_root))} for im in images]
         raw_times, wb_times = [], []
 
         def raw_push() -> float:
@@ -144,7 +143,7 @@ def main() -> None:
 
         def annotate(im):
             box = PixelBox(im.width * 0.1, im.height * 0.1, im.width * 0.9, im.height * 0.9)
-            sdk.annotations.create(id=task_of[im.id], result=[rectangle_result(box, CHEST_CLASSES[im.label], im.width, im.height)])
+            sdk.annotations.create(id=task_of[im.id], result=[rectangle_result(box, CHEST_LABEL, im.width, im.height)])
 
         time.sleep(OVERLAP_S + 1)  # annotators start later than the push: keep the fresh tasks out of the overlap
         annotate(first)

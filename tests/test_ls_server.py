@@ -231,6 +231,12 @@ def test_server_started_like_wb_ls_serve(cli, label_studio):
         label_studio["url"], True, True, label_studio["pid"])
     assert info["url"].startswith("http://127.0.0.1:")
     assert cli.run("--workspace", ws_root, "ls", "token").stdout.strip() == label_studio["token"]
+    from annotations.server import load_credentials
+
+    served = cli.run("--workspace", ws_root, "ls", "serve", "--detach").output  # already running: says where and how
+    creds = load_credentials(label_studio["folder"])
+    assert f"already running at {label_studio['url']}" in served
+    assert f"log in as {creds.email} with password {creds.password}" in served and "wb ls users add" in served
     creds = label_studio["folder"] / "credentials.json"
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
     # data dir inside the workspace; document root above the imported sample
