@@ -493,3 +493,135 @@ def test_two_pushes_at_once_make_each_task_once(ws, imported_sample_db, ls_env):
     client = LabelStudioClient(ls_env["url"], ls_env["token"])
     on_server = [t["data"]["wb_image_id"] for page in client.iter_tasks(project.project_id, full=False) for t in page]
     assert sorted(on_server) == sorted(set(on_server)) and len(on_server) == 24
+
+
+# ---- 13: a run whose owner died shows as interrupted ---------------------------------------------
+
+@pytest.mark.slow
+def test_run_of_a_killed_process_shows_interrupted(cli, damaged_ws):
+    """Real processes: `wb train` killed with SIGKILL mid-run; `wb status` says interrupted, not running."""
+    ws, _ = damaged_ws  # the sample copy, imported and split (its files are intact here)
+    env = wb_env(WB_WORKSPACE=str(ws.root))
+    env.pop("WB_DB", None)
+    proc = subprocess.Popen([*WB, "train", "classifier", *TINY_CLS[:-1], "200"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            runs = cli.json("status")["runs"]
+            if runs and runs[-1]["status"] == "running":
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None and cli.json("status")["runs"][-1]["status"] == "running"
+        run = _run_row(ws, "classifier")
+        assert (run.owner_pid, run.owner_host) == (proc.pid, os.uname().nodename)
+    finally:
+        proc.kill()  # SIGKILL: no handler runs, the row still says running
+        proc.wait(60)
+    assert _run_row(ws, "classifier").status == "running"
+    assert cli.json("status")["runs"][-1]["status"] == "interrupted"
+    assert f"Run {run.id}: classifier interrupted" in cli.run("status").stdout
+
+
+def _running_row(ws, **fields) -> int:
+    from db.models import Run, utcnow
+
+    with ws.db.session() as s:
+        run = Run(kind="classifier", status="running", config={}, **{"heartbeat_at": utcnow(), **fields})
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+def test_owner_liveness_rules(ws):
+    from datetime import timedelta
+
+    from db.models import Run, utcnow
+    from workbench.runs import STALE_AFTER_S, owner_gone
+
+    here = os.uname().nodename
+    old = utcnow() - timedelta(seconds=STALE_AFTER_S + 60)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        cases = {
+            "this process": (dict(owner_host=here, owner_pid=os.getpid()), False),
+            "a process older than its stale beat": (dict(owner_host=here, owner_pid=1, heartbeat_at=old), False),
+            "a PID started after the last beat": (dict(owner_host=here, owner_pid=sleeper.pid, heartbeat_at=old), True),
+            "no such PID": (dict(owner_host=here, owner_pid=2**22 + 1), True),
+            "other host, fresh beat": (dict(owner_host="elsewhere", owner_pid=1), False),
+            "other host, stale beat": (dict(owner_host="elsewhere", owner_pid=1, heartbeat_at=old), True),
+            "no owner recorded, old": (dict(heartbeat_at=None, updated_at=old), True),
+        }
+        ids = {name: _running_row(ws, **fields) for name, (fields, _) in cases.items()}
+        with ws.db.session() as s:
+            for name, (_, gone) in cases.items():
+                assert owner_gone(s.get(Run, ids[name])) is gone, name
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+# ---- wb doctor: every imported file against its row --------------------------------------------
+
+def test_doctor_finds_changed_and_missing_files_and_restores(cli, ws, sample_copy):
+    cli.run("import", sample_copy)
+    first = cli.json("doctor", "--workers", "3")
+    assert (first["checked"], first["ok"], first["changed"], first["missing"]) == (48, 48, [], [])
+    folder = sample_copy / NORMAL_TRAIN
+    shrunk, flipped, gone = sorted(folder.glob("*.jpeg"))[:3]
+    original = shrunk.read_bytes()
+    shrunk.write_bytes(original[:1000])
+    data = bytearray(flipped.read_bytes())
+    data[500] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    gone.unlink()
+    result = cli.run("doctor")
+    assert "Checked 48 files" in result.stdout and "45 as imported, 2 changed, 1 missing" in result.stdout
+    rel = lambda p: f"{NORMAL_TRAIN}/{p.name}"  # noqa: E731
+    assert f"changed: {rel(shrunk)}: size {len(original)} -> 1000 bytes" in result.stdout
+    assert f"changed: {rel(flipped)}: content changed (sha256 differs, same size)" in result.stdout
+    assert f"missing: {rel(gone)}: cannot read the file: No such file or directory" in result.stdout
+    status = cli.json("status")["images"]
+    assert status["changed"] == 3 and {r["status"] for r in status["changed_files"]} == {"changed", "missing"}
+    cli.run("split", "--batch-per-class", "2")
+    assert sum(cli.json("status")["splits"]["grouped"][p] for p in ("train", "val", "test")) == 45  # marked: left out
+    shrunk.write_bytes(original)  # restored
+    again = cli.json("doctor")
+    assert [r["path"] for r in again["restored"]] == [rel(shrunk)]
+    assert (len(again["changed"]), len(again["missing"])) == (1, 1)
+    assert cli.json("status")["images"]["changed"] == 2
+
+
+def test_doctor_continues_an_interrupted_pass(cli, ws, sample_copy, monkeypatch):
+    from workbench import doctor
+
+    cli.run("import", sample_copy)
+    monkeypatch.setattr(doctor, "CHUNK", 10)
+    real = doctor._record
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(doctor, "_record", flaky)
+    cli.run("doctor", code=130)
+    last = cli.json("status")["runs"][-1]
+    assert (last["kind"], last["status"]) == ("doctor", "interrupted")
+    monkeypatch.setattr(doctor, "_record", real)
+    out = cli.json("doctor")
+    assert (out["resumed"], out["checked"], out["ok"]) == (20, 28, 28)
+    assert cli.json("status")["runs"][-1]["status"] == "done"
+    fresh = cli.json("doctor")  # the pass is done: the next one checks everything again
+    assert (fresh["resumed"], fresh["checked"]) == (0, 48) and fresh["run_id"] == out["run_id"] + 1
+
+
+def test_doctor_refuses_a_second_check_while_one_runs(cli, ws, sample_copy):
+    from workbench.runs import create_run, owner_fields, update_run
+
+    cli.run("import", sample_copy)
+    run_id, _ = create_run(ws, "doctor", {}, split_id=None)
+    update_run(ws, run_id, status="running", **owner_fields())  # owned by this (live) process
+    one_line_error(cli.run("doctor", code=1), f"wb doctor is already running (run {run_id}")

@@ -19,9 +19,12 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from db import Database
@@ -219,7 +222,7 @@ def _import_root(db: Database, root: Path, summary: ImportSummary, *, workers: i
     try:
         for chunk in _chunks(todo, CHUNK):
             facts = [next(results) for _ in chunk]
-            summary.merge(db.transact(lambda s, chunk=chunk, facts=facts: _record(s, root_id, chunk, facts)))
+            summary.merge(db.transact(partial(_record, root_id=root_id, chunk=chunk, facts=facts)))
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -227,7 +230,7 @@ def _import_root(db: Database, root: Path, summary: ImportSummary, *, workers: i
             pool.shutdown(cancel_futures=True)
 
 
-def _record(s, root_id: int, chunk: list[_Candidate], facts: list[FileFacts]) -> ImportSummary:
+def _record(s: Session, *, root_id: int, chunk: list[_Candidate], facts: list[FileFacts]) -> ImportSummary:
     """Record one chunk in the session's transaction; return its counts.
 
     Reads, inside the transaction, which of the chunk's files are already recorded (another
@@ -245,7 +248,10 @@ def _record(s, root_id: int, chunk: list[_Candidate], facts: list[FileFacts]) ->
                Image.duplicate_of_id.is_(None))
         .group_by(Image.sha256)
     ).all())
-    now, later, firsts, fixes = [], [], {}, []
+    now: list[dict] = []
+    later: list[dict] = []
+    firsts: dict[str, dict] = {}
+    fixes: list[tuple[_Candidate, FileFacts]] = []
     for cand, fact in zip(chunk, facts, strict=True):
         if cand.recheck_id is None and cand.rel_path in present:
             out.already_present += 1
@@ -256,7 +262,7 @@ def _record(s, root_id: int, chunk: list[_Candidate], facts: list[FileFacts]) ->
             continue
         info = parse_file_name(cand.rel_path.rsplit("/", 1)[-1], cand.label)
         out.unrecognised_names += not info.recognised
-        row = dict(
+        row: dict[str, Any] = dict(
             root_id=root_id, rel_path=cand.rel_path, sha256=fact.sha256, size_bytes=fact.size_bytes,
             width=fact.width, height=fact.height, mode=fact.mode, label=cand.label,
             subtype=info.subtype, patient_key=info.patient_key, source_split=cand.source_split,
@@ -285,7 +291,8 @@ def _record(s, root_id: int, chunk: list[_Candidate], facts: list[FileFacts]) ->
     if later:
         s.execute(insert(Image), later)
     for cand, fact in fixes:
-        values = dict(sha256=fact.sha256, size_bytes=fact.size_bytes, width=fact.width, height=fact.height,
+        assert cand.recheck_id is not None
+        values: dict[str, Any] = dict(sha256=fact.sha256, size_bytes=fact.size_bytes, width=fact.width, height=fact.height,
                       mode=fact.mode, status="unreadable" if fact.error else "ok", reason=fact.error,
                       duplicate_of_id=None)
         if not fact.error:

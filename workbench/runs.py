@@ -10,17 +10,20 @@ torch is imported only by the functions that build models.
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import subprocess
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import Annotation, Image, Run, RunStatus, SplitMember
-from pipelines.imagecheck import missing_files
+from db.models import Annotation, Image, Run, RunStatus, SplitMember, utcnow
 from workbench.configs import SuggestConfig, TrainConfig, config_from_dict
 from workbench.errors import InputError, NotFoundError, from_exception
 from workbench.splitting import resolve_split
@@ -109,6 +112,88 @@ def update_run(ws: Workspace, run_id: int, **fields: Any) -> None:
 
 def set_status(ws: Workspace, run_id: int, status: RunStatus, error: str | None = None) -> None:
     update_run(ws, run_id, status=status, error=error)
+
+
+# --- who runs it: a run whose owner died (kill -9, power cut) shows as interrupted -------------
+
+HEARTBEAT_S = 30.0  # a running run's owner refreshes heartbeat_at this often
+STALE_AFTER_S = 300.0  # a run owned on another host is interrupted after this long without a heartbeat
+
+
+def owner_fields() -> dict[str, Any]:
+    """Columns that name this process as a run's owner, with a fresh heartbeat."""
+    return {"owner_host": socket.gethostname(), "owner_pid": os.getpid(), "heartbeat_at": utcnow()}
+
+
+def owner_gone(run: Run, now: datetime | None = None) -> bool:
+    """True when `run` says running but the process running it is gone.
+
+    On the owner's host the PID decides (a process with that PID that started after the last
+    heartbeat is a newcomer, not the owner); elsewhere, a heartbeat older than STALE_AFTER_S.
+    Runs recorded before owners were (no owner) fall back to their last update.
+    """
+    if run.status != RunStatus.RUNNING:
+        return False
+    last = run.heartbeat_at or run.updated_at
+    if run.owner_pid is not None and run.owner_host == socket.gethostname():
+        return not _process_alive(run.owner_pid, since=last)
+    return ((now or utcnow()) - last).total_seconds() > STALE_AFTER_S
+
+
+def shown_status(run: Run) -> str:
+    """The status to show: RUNNING becomes INTERRUPTED when its owner is gone."""
+    return RunStatus.INTERRUPTED if owner_gone(run) else run.status
+
+
+def _process_alive(pid: int, since: datetime | None = None) -> bool:
+    """Whether process `pid` runs (a zombie has exited); with `since` (UTC), it must have started before it."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():  # no procfs (macOS): existence is all we know
+        return True
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return True
+    if fields[0] == "Z":
+        return False
+    if since is None:
+        return True
+    started = datetime.fromtimestamp(boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), UTC).replace(tzinfo=None)
+    return started <= since + timedelta(seconds=2)  # btime is whole seconds
+
+
+@contextmanager
+def running(ws: Workspace, run_id: int, **fields: Any) -> Iterator[None]:
+    """Mark the run running, owned by this process, and keep its heartbeat fresh while the block runs.
+
+    Ctrl-C marks it interrupted, any other error failed (see `recording_failures`); both re-raise.
+    """
+    update_run(ws, run_id, status=RunStatus.RUNNING, error=None, **owner_fields(), **fields)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(ws, run_id, stop), name=f"run-{run_id}-heartbeat", daemon=True)
+    beat.start()
+    try:
+        with recording_failures(ws, run_id):
+            yield
+    finally:
+        stop.set()
+        beat.join()
+
+
+def _heartbeat(ws: Workspace, run_id: int, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            with ws.db.session() as s:
+                s.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+        except Exception:  # noqa: BLE001 - a missed beat (e.g. the DB busy) must not stop the run
+            continue
 
 
 @contextmanager
@@ -203,6 +288,8 @@ def part_images(session: Session, split_name: str | None, part: str) -> tuple[in
 
 def require_files(images: Iterable[Any], what: str) -> None:
     """One-line error, before any model work, when image files have gone from disk."""
+    from pipelines.imagecheck import missing_files  # Pillow: not for `wb status`, which reads run states here
+
     missing = missing_files(images)
     if missing:
         raise InputError(f"{len(missing)} image file(s) of {what} are missing, e.g. {missing[0]}",

@@ -7,6 +7,7 @@ from annotations.links import server_url, task_url
 from db import Database
 from db.models import Annotation, AnnotationBatch, AnnotationBatchItem, Image, Run, Split, SplitMember
 from db.models.labels import LsProject
+from workbench.runs import shown_status
 
 ANNOTATION_STATES = ("valid", "rejected", "skipped", "deleted")
 
@@ -17,6 +18,10 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
         by_label = dict(s.execute(select(Image.label, func.count()).group_by(Image.label)).all())
         unreadable_rows = s.execute(
             select(Image.rel_path, Image.reason).where(Image.status == "unreadable").order_by(Image.rel_path)
+        ).all()
+        changed_rows = s.execute(  # marked by `wb doctor`: the file is not what was imported
+            select(Image.rel_path, Image.status, Image.reason).where(Image.status.in_(("changed", "missing")))
+            .order_by(Image.rel_path)
         ).all()
         duplicates = s.scalar(select(func.count(Image.id)).where(Image.duplicate_of_id.is_not(None))) or 0
         modes = dict(s.execute(select(Image.mode, func.count()).where(Image.status == "ok").group_by(Image.mode)).all())
@@ -44,7 +49,7 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
             .limit(list_limit)
         ).all()
         runs = [
-            {"id": r.id, "kind": r.kind, "name": r.name, "status": r.status, "metrics": r.metrics}
+            {"id": r.id, "kind": r.kind, "name": r.name, "status": shown_status(r), "metrics": r.metrics}
             for r in s.scalars(select(Run).order_by(Run.id))
         ]
     return {
@@ -55,6 +60,8 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
             "by_mode": modes,
             "unreadable": len(unreadable_rows),
             "unreadable_files": [{"path": p, "reason": r} for p, r in unreadable_rows[:list_limit]],
+            "changed": len(changed_rows),
+            "changed_files": [{"path": p, "status": st, "reason": r} for p, st, r in changed_rows[:list_limit]],
             "duplicates": duplicates,
         },
         "splits": splits,

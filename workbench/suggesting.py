@@ -27,7 +27,7 @@ from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool, det
 from pipelines.selection import SelectionRules, select_batch
 from workbench.configs import SuggestConfig, validate_suggest_config
 from workbench.errors import ConflictError, InputError, NotFoundError
-from workbench.runs import create_run, get_run, latest_boxes, load_models, recording_failures, require_files
+from workbench.runs import create_run, get_run, latest_boxes, load_models, owner_gone, require_files, running
 from workbench.splitting import resolve_split
 from workbench.workspace import Workspace
 
@@ -94,7 +94,7 @@ def _run_for(ws: Workspace, config: SuggestConfig, split_id: int) -> tuple[int, 
     unfinished = (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.FAILED)
     with ws.db.session() as s:
         for run in s.scalars(select(Run).where(Run.kind == "suggest", Run.status.in_(unfinished)).order_by(Run.id.desc())):
-            if run.config == wanted:
+            if run.config == wanted and (run.status != RunStatus.RUNNING or owner_gone(run)):  # not one live elsewhere
                 run.status, run.error = RunStatus.RUNNING, None
                 return run.id, Path(run.artifact_dir), True
     run_id, folder = create_run(ws, "suggest", wanted, split_id=split_id, parent_run_id=config.detector_run,
@@ -292,7 +292,7 @@ def suggest(ws: Workspace, config: SuggestConfig, *, push: bool = False, progres
         raise InputError("No candidates: every image of the chosen parts is annotated, batched or already pushed",
                          "name other parts with --parts, or pass --include-annotated to rank them anyway")
     run_id, folder, _ = _run_for(ws, config, split_id)
-    with recording_failures(ws, run_id):
+    with running(ws, run_id):
         resumed = score_pool(ws, run_id, folder, config, candidates, progress=progress)
     with ws.db.session() as s:
         preds = list(s.scalars(select(Prediction).where(Prediction.run_id == run_id).order_by(Prediction.image_id)))

@@ -21,7 +21,7 @@ from pipelines import engine
 from pipelines.data import ClassificationDataset, DetectionDataset, ImageRecord, collate_detection
 from workbench.configs import ClassifierConfig, DetectorConfig, TrainConfig, config_from_dict, validate_train_config
 from workbench.errors import ConflictError, InputError, WorkbenchError
-from workbench.runs import build_model, create_run, get_run, latest_boxes, part_images, recording_failures, to_record, update_run
+from workbench.runs import build_model, create_run, get_run, latest_boxes, part_images, running, to_record, update_run
 from workbench.workspace import Workspace
 
 
@@ -150,8 +150,7 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
         # Each epoch reseeds from (seed, epoch), so a resumed run shuffles as an unbroken one would.
     task = engine.Task(kind, _class_weight(parts["train"]) if getattr(config, "balance", False) else None)
     train_loader, val_loader = _loaders(kind, config, parts, generator)
-    update_run(ws, run_id, status=RunStatus.RUNNING, config=dataclasses.asdict(config), error=None)
-    with recording_failures(ws, run_id):
+    with running(ws, run_id, config=dataclasses.asdict(config)):
         for epoch in range(start, config.epochs):
             generator.manual_seed(config.seed + epoch)
             t0 = time.perf_counter()

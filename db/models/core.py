@@ -44,10 +44,12 @@ class Image(Base):
     subtype: Mapped[str | None] = mapped_column(String(16), doc="normal | bacteria | virus")
     patient_key: Mapped[str] = mapped_column(String)
     source_split: Mapped[str] = mapped_column(String(8), doc="train | val | test (folder)")
-    status: Mapped[str] = mapped_column(String(16), default="ok", doc="ok | unreadable")
+    status: Mapped[str] = mapped_column(
+        String(16), default="ok", doc="ok | unreadable | changed | missing (the last two set by wb doctor)")
     reason: Mapped[str | None] = mapped_column(Text)
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("image.id"))
     phash: Mapped[str | None] = mapped_column(String(32), doc="perceptual hash (hex), by wb audit")
+    checked_at: Mapped[datetime | None] = mapped_column(doc="UTC; when wb doctor last compared the file with this row")
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     root: Mapped[DatasetRoot] = relationship(back_populates="images")

@@ -40,6 +40,9 @@ class Run(Base):
     split_id: Mapped[int | None] = mapped_column(ForeignKey("split.id"))
     parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id"))
     error: Mapped[str | None] = mapped_column(Text)
+    owner_host: Mapped[str | None] = mapped_column(String, doc="host of the process running it (while running)")
+    owner_pid: Mapped[int | None] = mapped_column(Integer, doc="that process's PID")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(doc="UTC; the owner refreshes it while the run is running")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -118,6 +118,10 @@ def status(ctx: typer.Context, json_: JsonOption = False) -> None:
     )
     for row in im["unreadable_files"]:
         typer.echo(f"  unreadable: {row['path']}: {row['reason']}")
+    if im["changed"]:
+        typer.echo(f"Changed since import (found by wb doctor): {im['changed']}")
+    for row in im["changed_files"]:
+        typer.echo(f"  {row['status']}: {row['path']}: {row['reason']}")
     for name, parts in info["splits"].items():
         typer.echo(f"Split {name} ({parts['strategy']}): train {parts['train']}, val {parts['val']}, test {parts['test']}")
     for name, n in info["annotation_batches"].items():
@@ -131,3 +135,35 @@ def status(ctx: typer.Context, json_: JsonOption = False) -> None:
         typer.echo(f"  rejected #{row['id']}{where}: {row['reason']}" + (f"  {row['link']}" if row["link"] else ""))
     for run in info["runs"]:
         typer.echo(f"Run {run['id']}: {run['kind']} {run['status']}")
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    workers: Annotated[int | None, typer.Option(min=1, help="Threads that read and hash (default: cores, at most 8).")] = None,
+    restart: Annotated[bool, typer.Option(help="Start a new pass instead of continuing an unfinished one.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Check every imported file against the database: present, same size, same sha256.
+
+    Images whose file changed or went missing are marked (and left out of train, eval, suggest
+    and push) until a later check finds the file as imported again. An interrupted check
+    continues where it stopped.
+
+    Example: wb doctor
+    """
+    from workbench.doctor import check_files
+
+    summary = check_files(workspace(ctx), workers=workers, restart=restart, progress=not json_)
+    if json_:
+        print_json(summary.as_dict())
+        return
+    resumed = f" (continued a pass that had checked {summary.resumed})" if summary.resumed else ""
+    typer.echo(f"Checked {summary.checked} files{resumed} in {summary.seconds:.1f}s: {summary.ok} as imported, "
+               f"{len(summary.changed)} changed, {len(summary.missing)} missing, {len(summary.restored)} restored")
+    for kind in ("changed", "missing", "restored"):
+        for row in getattr(summary, kind):
+            typer.echo(f"  {kind}: {row['path']}: {row['reason']}")
+    if summary.changed or summary.missing:
+        typer.echo("Changed and missing images are left out of train, eval, suggest and push until their file is "
+                   "restored and `wb doctor` runs again (`wb status` lists them).")
