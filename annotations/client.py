@@ -46,12 +46,6 @@ def annotated_query() -> str:
     return json.dumps({"filters": {"conjunction": "or", "items": items}})
 
 
-def _as_dict(obj) -> dict:
-    if isinstance(obj, dict):
-        return obj
-    return obj.model_dump(mode="json")
-
-
 def _api_error() -> type[Exception]:
     """The SDK's HTTP error class (imported on first use: see the module docstring)."""
     from label_studio_sdk.core.api_error import ApiError

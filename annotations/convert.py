@@ -23,7 +23,6 @@ from db.models.labels import CHEST_CLASSES
 
 BOX_FROM_NAME = "bbox"
 IMAGE_TO_NAME = "image"
-FLAGS_FROM_NAME = "flags"
 FLAG_LABEL_WRONG = "label looks wrong"
 FLAG_NO_CHEST = "no usable chest"
 KNOWN_FLAGS = (FLAG_LABEL_WRONG, FLAG_NO_CHEST)

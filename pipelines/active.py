@@ -148,11 +148,6 @@ def detector_uncertainty(top: np.ndarray, ambiguity: np.ndarray, instability: np
 
 # --- classifier ensemble -----------------------------------------------------------------------
 
-def ensemble_mean(member_probs: np.ndarray) -> np.ndarray:
-    """Consensus probabilities [N, C] from member_probs[M, N, C] (plain mean over members)."""
-    return _as_probs(member_probs, ndim=3).mean(axis=0)
-
-
 def mutual_information(member_probs: np.ndarray) -> np.ndarray:
     """Member disagreement: H(mean_m p_m) - mean_m H(p_m), divided by log C, in [0, 1].
 

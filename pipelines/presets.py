@@ -27,8 +27,6 @@ DETECTOR_PRESETS: dict[str, dict] = {
     "table3-4": {"augment": "affine", "backbone": "mobilenet_v2"},
 }
 
-PRESETS = {**CLASSIFIER_PRESETS, **DETECTOR_PRESETS}
-
 
 class UnknownPreset(ValueError):
     pass
