@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
+
+from pipelines.progress import progress_bar
 
 
 class NonFiniteLoss(RuntimeError):
@@ -94,7 +95,7 @@ def train_one_epoch(model: nn.Module, optimizer, loader: Iterable, device: torch
     """One pass over `loader`; returns {"loss": mean per image, "accuracy": or None}."""
     model.train()
     total, correct, n, n_scored = 0.0, 0, 0, 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
+    bar = progress_bar(loader, desc=desc, leave=False, disable=not progress, unit="batch")
     for batch in bar:
         images, targets = task.to_device(batch, device)
         with _autocast(device):
@@ -143,7 +144,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, task: Tas
     """Mean loss (and accuracy for classifiers) on `loader` without changing the model."""
     total, correct, n, n_scored = 0.0, 0, 0, 0
     with _loss_mode(model, task):
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+        for batch in progress_bar(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
             images, targets = task.to_device(batch, device)
             with _autocast(device):
                 loss, ok = task.loss(model, images, targets)
@@ -161,7 +162,7 @@ def predict_probs(model: nn.Module, loader: Iterable, device: torch.device, *, p
     """Classifier softmax probabilities, probs[N, 2] (column 1 = PNEUMONIA)."""
     model.eval()
     out = []
-    for images, _ in tqdm(loader, desc="predict", leave=False, disable=not progress, unit="batch"):
+    for images, _ in progress_bar(loader, desc="predict", leave=False, disable=not progress, unit="batch"):
         with _autocast(device):
             logits = model(images.to(device))
         out.append(logits.float().softmax(dim=1).cpu().numpy())
@@ -173,7 +174,7 @@ def predict_detections(model: nn.Module, loader: Iterable, device: torch.device,
     """Per image: {"boxes": [K, 4] input pixels, "scores": [K], "labels": [K]} as NumPy, best first."""
     model.eval()
     out = []
-    for images, _ in tqdm(loader, desc="predict", leave=False, disable=not progress, unit="batch"):
+    for images, _ in progress_bar(loader, desc="predict", leave=False, disable=not progress, unit="batch"):
         with _autocast(device):
             preds = model([im.to(device) for im in images])
         out.extend({k: v.float().cpu().numpy() if k != "labels" else v.cpu().numpy() for k, v in p.items()} for p in preds)

@@ -11,12 +11,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sqlalchemy import select, update
-from tqdm import tqdm
 
 from db import Database
 from db.models import DatasetRoot, Image, Split, SplitMember
 from pipelines import audit as A
 from pipelines.imagecheck import DECODE_ERRORS
+from pipelines.progress import progress_bar
 from workbench.errors import InputError
 from workbench.splitting import resolve_split
 
@@ -71,7 +71,7 @@ def compute_missing_phashes(db: Database, *, progress: bool = True) -> dict:
         todo = [r for r in _rows(s) if r.phash is None or len(r.phash) != A.PHASH_HEX_LEN]
     failed = []
     computed = 0
-    bar = tqdm(total=len(todo), desc="phash", unit="img", disable=None if progress else True)
+    bar = progress_bar(total=len(todo), desc="phash", unit="img", disable=None if progress else True)
     try:
         for start in range(0, len(todo), HASH_CHUNK):
             values = []
@@ -255,7 +255,7 @@ def make_eda(db: Database, out_dir: Path, *, config: EdaConfig = EdaConfig(), pr
 
     moments = {k: E.RunningMoments((config.size, config.size)) for k in labels}
     unreadable = []
-    for r in tqdm(rows, desc="mean/variance", unit="img", disable=None if progress else True):
+    for r in progress_bar(rows, desc="mean/variance", unit="img", disable=None if progress else True):
         try:
             moments[r.label].add(E.load_grey(f"{r.root}/{r.rel_path}", square))
         except DECODE_ERRORS as exc:

@@ -25,12 +25,12 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
-from tqdm import tqdm
 
 from db import Database
 from db.models import DatasetRoot, Image
 from pipelines.imagecheck import FileFacts, inspect_file
 from pipelines.kermany import IMAGE_SUFFIXES, detect_layout, find_roots, is_skipped_name, locate, parse_file_name
+from pipelines.progress import progress_bar
 from workbench.errors import InputError
 from workbench.workspace import Workspace
 
@@ -214,7 +214,7 @@ def _import_root(db: Database, root: Path, summary: ImportSummary, *, workers: i
     summary.already_present += len(candidates) - len(todo)
     if not todo:
         return
-    bar = tqdm(total=len(todo), desc=f"import {root.name}", unit="img", disable=None if progress else True)
+    bar = progress_bar(total=len(todo), desc=f"import {root.name}", unit="img", disable=None if progress else True)
     pool = ProcessPoolExecutor(workers, initializer=end_with_parent) if workers > 1 and len(todo) > 64 else None
     paths = [str(root / c.rel_path) for c in todo]
     # All files are queued at once so workers keep decoding while this process writes a chunk.

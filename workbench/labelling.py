@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import func, select
-from tqdm import tqdm
 
 from annotations import LABEL_CONFIG
 from annotations.client import LabelStudioClient
@@ -45,6 +44,7 @@ from annotations.sync import (
 from db.models import AnnotationBatch, AnnotationBatchItem, DatasetRoot, Image, Prediction, Run
 from db.models.labels import ANNOTATION_STATUSES, Annotation, LsProject, LsTask
 from pipelines.imagecheck import missing_files
+from pipelines.progress import progress_bar
 from workbench.errors import ConflictError, ExternalServiceError, InputError, NotFoundError
 from workbench.splitting import resolve_split
 from workbench.workspace import Workspace
@@ -424,7 +424,7 @@ def pull(ws: Workspace, *, progress: bool = True) -> dict:
             raise NotFoundError(f"Nothing was pushed to {client.url} from this workspace", "run `wb ls push` first")
         with _service_errors():
             client.get_project(row.project_id)
-            bar = tqdm(desc="pull", unit="task", disable=not progress, leave=False)
+            bar = progress_bar(desc="pull", unit="task", disable=not progress, leave=False)
             try:
                 tasks = fetch_changed_tasks(client, row, progress=bar.update)
             finally:

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from sqlalchemy import delete, select
-from tqdm import tqdm
 
 from db.models import Annotation, AnnotationBatch, AnnotationBatchItem, Image, Prediction, Run, RunStatus, SplitMember, Suggestion
 from db.models.labels import LsTask
 from pipelines import active, engine
+from pipelines.progress import progress_bar
 from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool, detect_with_flip
 from pipelines.selection import SelectionRules, select_batch
 from workbench.configs import SuggestConfig, validate_suggest_config
@@ -134,7 +134,7 @@ def score_pool(ws: Workspace, run_id: int, folder: Path, config: SuggestConfig, 
     members = list(classifier.cam_layers())
     loader = torch.utils.data.DataLoader(PoolDataset([c.abs_path for c in todo], det_cfg.image_size, cls_cfg.image_size),
                                          batch_size=config.batch_size, shuffle=False, collate_fn=collate_pool)
-    bar = tqdm(total=len(todo), desc="score", unit="img", disable=not progress, leave=False)
+    bar = progress_bar(total=len(todo), desc="score", unit="img", disable=not progress, leave=False)
     try:
         for idx, det_images, cls_images, sizes in loader:
             batch = [todo[i] for i in idx]
