@@ -33,15 +33,14 @@ from sqlalchemy import select  # noqa: E402
 
 from annotations.client import annotated_query, updated_after_query  # noqa: E402
 from annotations.convert import CHEST_LABEL, PixelBox, rectangle_result  # noqa: E402
-from annotations.server import load_credentials  # noqa: E402
 from annotations.pull import OVERLAP_S  # noqa: E402
+from annotations.server import load_credentials  # noqa: E402
 from annotations.sync import local_files_url, task_data  # noqa: E402
 from db.models import Image  # noqa: E402
 from db.models.labels import LsProject, LsTask  # noqa: E402
 from workbench import labelling  # noqa: E402
 from workbench.importing import import_dataset  # noqa: E402
 from workbench.workspace import Workspace  # noqa: E402
-
 
 PAUSE_S = 2.0  # idle time before each timed push: the server finishes the previous import's work
 
@@ -122,7 +121,7 @@ def main() -> None:
                 raw_times.append(raw_push())
                 wb_times.append(wb_push(True))
         t_raw_push, t_push = statistics.median(raw_times), statistics.median(wb_times)
-        print(f"push times: raw {['%.3f' % t for t in raw_times]}, wb {['%.3f' % t for t in wb_times]}", file=sys.stderr)
+        print(f"push times: raw {[f'{t:.3f}' for t in raw_times]}, wb {[f'{t:.3f}' for t in wb_times]}", file=sys.stderr)
         rows.append((f"push {len(images)} tasks, project exists (median of {len(wb_times)})", t_push, t_raw_push,
                      t_raw_push / t_push, ">= 0.80"))
         rows.append((f"first push {len(images)} tasks, creating project + storage", t_first, t_raw_first,
@@ -143,7 +142,8 @@ def main() -> None:
 
         def annotate(im):
             box = PixelBox(im.width * 0.1, im.height * 0.1, im.width * 0.9, im.height * 0.9)
-            sdk.annotations.create(id=task_of[im.id], result=[rectangle_result(box, CHEST_LABEL, im.width, im.height)])
+            result = [rectangle_result(box, CHEST_LABEL, im.width, im.height)]
+            sdk.annotations.create(id=task_of[im.id], result=result)
 
         time.sleep(OVERLAP_S + 1)  # annotators start later than the push: keep the fresh tasks out of the overlap
         annotate(first)

@@ -54,8 +54,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from workbench.evaluation import evaluate_run
     from workbench.configs import EvalConfig, make_config
+    from workbench.evaluation import evaluate_run
     from workbench.training import train_classifier
     from workbench.workspace import Workspace
 

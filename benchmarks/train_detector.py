@@ -40,8 +40,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from workbench.evaluation import evaluate_run
     from workbench.configs import EvalConfig, make_config
+    from workbench.evaluation import evaluate_run
     from workbench.training import train_detector
     from workbench.workspace import Workspace
 
@@ -66,7 +66,8 @@ def main() -> None:
             print(f"  {backbone} epoch {h['epoch']}: train loss {h['train_loss']:.4f} val loss {h['val_loss']:.4f} "
                   f"val acc {h['val_accuracy']:.3f} ({h['seconds']:.0f}s)")
     print()
-    print(f"| backbone | run | train wall s | s/img train (incl. val) | s/img infer | test n | mAP@0.5 | mAP@[.5:.95] | mean IoU | accuracy | F1 | ROC-AUC |")
+    print("| backbone | run | train wall s | s/img train (incl. val) | s/img infer | test n | mAP@0.5 | mAP@[.5:.95] "
+          "| mean IoU | accuracy | F1 | ROC-AUC |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for backbone, run_id, wall, s_train, s_inf, m in rows:
         print(f"| {backbone} | {run_id} | {wall:.0f} | {s_train:.3f} | {s_inf:.3f} | {m['n']} | {m['map50']:.3f} | "

@@ -226,7 +226,8 @@ class Database:
         if path.exists():
             return False
         if not create:
-            raise DatabaseUnusable(f"No wb database at {path}", "`wb import PATH` creates one there; check --db / WB_DB for a typo")
+            raise DatabaseUnusable(f"No wb database at {path}",
+                                   "`wb import PATH` creates one there; check --db / WB_DB for a typo")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -316,7 +316,8 @@ ALIASES = {"detector": "uncertainty", "offlung": "off_lung", "off-lung": "off_lu
 
 
 def score_components(*, top_scores: np.ndarray, class_scores: np.ndarray, boxes: np.ndarray, flip_boxes: np.ndarray,
-                     widths: np.ndarray, probs: np.ndarray, member_probs: np.ndarray, off_lung: np.ndarray) -> dict[str, np.ndarray]:
+                     widths: np.ndarray, probs: np.ndarray, member_probs: np.ndarray,
+                     off_lung: np.ndarray) -> dict[str, np.ndarray]:
     """Every component [N] by name (see COMPONENTS), from a pool's stored model outputs.
 
     top_scores[N], class_scores[N, 2], boxes[N, 4], flip_boxes[N, 4] (mirror's pixels), widths[N]:

@@ -16,7 +16,6 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image as PILImage
 
-from db.models.labels import DETECTOR_CLASSES  # ("background", "normal chest", "pneumonia chest")
 from pipelines.imagecheck import DECODE_ERRORS, read_error
 from pipelines.registry import AUGMENTATIONS
 
@@ -137,4 +136,4 @@ class DetectionDataset(torch.utils.data.Dataset):
 
 def collate_detection(batch):
     """Detection batches stay lists (images may differ in content, targets in length)."""
-    return tuple(zip(*batch))
+    return tuple(zip(*batch, strict=True))

@@ -15,7 +15,7 @@ from torchvision.models.detection import FasterRCNN, fasterrcnn_mobilenet_v3_lar
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
-from pipelines.data import DETECTOR_CLASSES
+from db.models.labels import DETECTOR_CLASSES
 from pipelines.models import WeightsUnavailable, build_classification_model, get_spec, load_state_dict, weights_enum
 from pipelines.registry import DETECTOR_BACKBONES
 

@@ -15,7 +15,6 @@ from typing import Protocol
 
 from PIL import Image, UnidentifiedImageError
 
-
 # What Pillow raises for a file it cannot open or decode (the bomb error is not an OSError).
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 

@@ -135,7 +135,8 @@ def mean_iou(pred_boxes: list, gt_boxes: list) -> float:
         if p is None:
             ious.append(0.0)
             continue
-        iou = box_iou(torch.as_tensor(np.asarray(p, dtype=float).reshape(1, 4)), torch.as_tensor(np.asarray(g, dtype=float).reshape(1, 4)))
+        iou = box_iou(torch.as_tensor(np.asarray(p, dtype=float).reshape(1, 4)),
+                      torch.as_tensor(np.asarray(g, dtype=float).reshape(1, 4)))
         ious.append(float(iou[0, 0]))
     value = float(np.mean(ious))
     return value if math.isfinite(value) else 0.0

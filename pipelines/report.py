@@ -112,7 +112,8 @@ def write_report(folder: Path, title: str, metrics: dict, figures: dict[str, str
     (folder / "index.md").write_text("\n".join(md) + "\n")
     rows = "".join(f"<tr><td>{k}</td><td>{html.escape(_fmt(metrics, k))}</td></tr>" for k in keys)
     figs = "".join(f"<h2>{html.escape(c)}</h2><img src='{html.escape(n)}' alt='{html.escape(c)}'>" for c, n in figures.items())
-    cm = f"<p>Confusion matrix [[tn, fp], [fn, tp]]: {metrics.get('confusion_matrix')}</p>" if "confusion_matrix" in metrics else ""
+    cm = (f"<p>Confusion matrix [[tn, fp], [fn, tp]]: {metrics.get('confusion_matrix')}</p>"
+          if "confusion_matrix" in metrics else "")
     cfg = f"<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre>" if config else ""
     (folder / "index.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"

@@ -46,7 +46,7 @@ class PoolDataset(torch.utils.data.Dataset):
 
 
 def collate_pool(batch):
-    idx, det, cls, sizes = zip(*batch)
+    idx, det, cls, sizes = zip(*batch, strict=True)
     return list(idx), list(det), torch.stack(cls), np.asarray(sizes, dtype=np.float64)
 
 

@@ -199,8 +199,8 @@ def test_killed_import_leaves_no_orphan_workers(ws, sample_copy):
 # ---- 3: a symlink loop in a class folder does not hide its real files ------------------------
 
 def test_symlink_loop_does_not_make_real_files_missing(cli, ws, sample_copy):
-    from pipelines.imagecheck import missing_files
     from db.models import SplitMember
+    from pipelines.imagecheck import missing_files
     from workbench.runs import part_images
 
     cli.run("import", sample_copy)
@@ -346,7 +346,7 @@ def test_two_imports_at_once_both_finish(ws, sample_copy):
     procs = [subprocess.Popen([*WB, "import", str(sample_copy), "--workers", "1"], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0 and "Traceback" not in err, err
     assert _count(ws.db) == 348
     with ws.db.session() as s:
@@ -484,7 +484,7 @@ def test_two_pushes_at_once_make_each_task_once(ws, imported_sample_db, ls_env):
     procs = [subprocess.Popen([*WB, "ls", "push", "--json"], env=env, text=True, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0 and "Traceback" not in err, err
     with ws.db.session() as s:
         project = s.scalars(select(LsProject)).one()  # one project, not one per push

@@ -1,15 +1,11 @@
 """`wb import`: the repo sample, the real subset, idempotency, bad input, interruption."""
 from __future__ import annotations
 
-import json
-import shutil
-
 import pytest
 from sqlalchemy import func, select
 
 from db.models import DatasetRoot, Image
 from workbench import importing
-from workbench.errors import InputError
 from workbench.importing import import_dataset
 
 NORMAL_TRAIN = "chest_xray/train/NORMAL"

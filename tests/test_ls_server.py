@@ -19,7 +19,7 @@ from annotations import SAMPLE_BOXES
 from annotations.boxfile import read_box_file
 from annotations.convert import PixelBox, rectangle_result
 from annotations.errors import ServerUnreachable
-from annotations.server import free_port, server_env, Credentials
+from annotations.server import Credentials, free_port, server_env
 from db.models import Image, Prediction, Run
 from db.models.labels import CHEST_CLASSES, Annotation, LsProject, LsTask
 from tests.conftest import SAMPLE, Cli
@@ -63,7 +63,8 @@ def test_push_annotate_pull_loop_against_real_server(cli, ws, imported_sample_db
     _use_sample_db(ws, imported_sample_db)
     sdk = LabelStudio(base_url=ls_env["url"], api_key=ls_env["token"])
     with ws.db.session() as s:
-        images = list(s.scalars(select(Image).where(Image.status == "ok", Image.duplicate_of_id.is_(None)).order_by(Image.id)))[:20]
+        firsts = select(Image).where(Image.status == "ok", Image.duplicate_of_id.is_(None)).order_by(Image.id)
+        images = list(s.scalars(firsts))[:20]
     ids = [im.id for im in images]
     by_id = {im.id: im for im in images}
     run_id = _detector_run(ws, ids)

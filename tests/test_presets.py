@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from pipelines.presets import CLASSIFIER_PRESETS, DETECTOR_PRESETS
-from workbench.errors import InputError
 from workbench.configs import ClassifierConfig, DetectorConfig, make_config
+from workbench.errors import InputError
 
 
 @pytest.mark.parametrize("name", sorted(CLASSIFIER_PRESETS))

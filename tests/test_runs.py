@@ -55,7 +55,8 @@ def test_ctrl_c_marks_interrupted_and_errors_mark_failed_with_the_message(ws):
 def test_code_version_names_the_git_commit_in_a_checkout():
     if not (REPO / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout")
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    head = git.stdout.strip()
     assert code_version(REPO).split("+git.")[1].removesuffix(".dirty") == head
 
 

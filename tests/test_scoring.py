@@ -27,7 +27,7 @@ def test_one_pass_grad_cam_matches_pytorch_grad_cam():
     np.testing.assert_allclose(out.probs.sum(axis=1), 1.0, atol=1e-6)
     assert all(p.requires_grad for p in model.parameters())  # left as it was found
     predicted = model(x).argmax(dim=1)
-    for cams, (name, layer) in zip(out.cams, model.cam_layers().items(), strict=True):
+    for cams, (_name, layer) in zip(out.cams, model.cam_layers().items(), strict=True):
         with GradCAM(model=model, target_layers=[layer]) as cam:
             reference = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(p)) for p in predicted])
         mine = scale_cam_image(cams, (96, 96))

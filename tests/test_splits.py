@@ -24,11 +24,11 @@ def test_grouped_split_hits_ratios_and_keeps_groups_whole():
     labels = ["N"] * 10 + ["P"] * 20
     groups = list(range(10)) + [10 + i // 2 for i in range(20)]  # P patients have 2 images each
     parts = grouped_split(labels, groups, (0.8, 0.1, 0.1), seed=1)
-    by_label = {lab: Counter(p for p, l in zip(parts, labels) if l == lab) for lab in "NP"}
+    by_label = {lab: Counter(p for p, y in zip(parts, labels, strict=True) if y == lab) for lab in "NP"}
     assert by_label["N"] == {"train": 8, "val": 1, "test": 1}
     assert by_label["P"] == {"train": 16, "val": 2, "test": 2}
     seen = defaultdict(set)
-    for g, p in zip(groups, parts):
+    for g, p in zip(groups, parts, strict=True):
         seen[g].add(p)
     assert all(len(v) == 1 for v in seen.values())
     assert parts == grouped_split(labels, groups, (0.8, 0.1, 0.1), seed=1)

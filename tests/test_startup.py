@@ -58,7 +58,8 @@ def test_status_on_a_current_database_does_not_import_alembic(env):
 
 def test_import_workers_load_no_heavy_library():
     """What a `wb import` worker imports when it is spawned (macOS, or a forkserver default)."""
-    code = "import json, sys; import pipelines.imagecheck; print(json.dumps(sorted(m for m in json.loads(sys.argv[1]) if m in sys.modules)))"
+    code = ("import json, sys; import pipelines.imagecheck; "
+            "print(json.dumps(sorted(m for m in json.loads(sys.argv[1]) if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code, json.dumps(HEAVY)], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, timeout=60)
     assert json.loads(out.stdout) == []

@@ -303,6 +303,7 @@ def _index_sections(figures, slopes, difference, peaks, counts, config: EdaConfi
         ("5. Difference of means", "mean_difference",
          f"mean PNEUMONIA - mean NORMAL in grey levels: min {difference['min']}, max {difference['max']}, "
          f"mean |difference| {difference['mean_abs']}; red is brighter in PNEUMONIA." if difference else ""),
-        ("6. Per-pixel variance", "variance", f"Population variance per pixel; the ring marks the maximum (often on the border). {peak_text}."),
+        ("6. Per-pixel variance", "variance",
+         f"Population variance per pixel; the ring marks the maximum (often on the border). {peak_text}."),
     ]
     return [(h, figures[key].name, caption) for h, key, caption in sections if key in figures]

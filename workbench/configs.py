@@ -155,7 +155,8 @@ def validate_train_config(config: TrainConfig) -> None:
     _check(config.image_size >= 32, "--image-size must be at least 32 pixels")
     _check(config.limit is None or config.limit >= 1, "--limit must be at least 1")
     _check(config.optimizer in OPTIMIZERS, f"Unknown optimizer {config.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
-    _check(config.augment in AUGMENTATIONS, f"Unknown augmentation {config.augment!r}", f"choose one of {', '.join(AUGMENTATIONS)}")
+    _check(config.augment in AUGMENTATIONS, f"Unknown augmentation {config.augment!r}",
+           f"choose one of {', '.join(AUGMENTATIONS)}")
     _check(config.lr_schedule in ("constant", "cosine"), f"Unknown --lr-schedule {config.lr_schedule!r}", "constant or cosine")
     _check_device(config.device)
     _check(config.lr is None or config.lr > 0, "--lr must be positive")

@@ -120,7 +120,8 @@ def _write_report(folder: Path, run_id: int, kind: str, part: str, metrics: dict
             marks.append((top_boxes[i], "red", "predicted"))
         boxes.append(marks)
     plot_image_grid(pictures, titles, folder / "samples.png", boxes=boxes)
-    figures["Detection overlays (green: annotated, red: top detection)" if kind == "detector" else "Sample predictions"] = "samples.png"
+    caption = "Detection overlays (green: annotated, red: top detection)" if kind == "detector" else "Sample predictions"
+    figures[caption] = "samples.png"
     return write_report(folder, f"Run {run_id} ({kind}) on {part}", metrics, figures, config=dataclasses.asdict(config))
 
 
@@ -177,9 +178,11 @@ def make_cam(ws: Workspace, run_id: int, images: list[str], settings: CamConfig 
             with torch.inference_mode():
                 pred = model(tensor)[0]
             f = np.array([w, h, w, h]) / config.image_size
-            top = [] if not len(pred["boxes"]) else [(pred["boxes"][0].cpu().numpy() * f, "red",
-                                                      f"{['bg', 'normal', 'pneumonia'][int(pred['labels'][0])]} {float(pred['scores'][0]):.2f}")]
-            pictures, titles, marks = [image, overlay(image, cam)], [f"{Path(path).name} (true {label or '?'})", "EigenCAM"], [top, top]
+            top = [] if not len(pred["boxes"]) else [
+                (pred["boxes"][0].cpu().numpy() * f, "red",
+                 f"{['bg', 'normal', 'pneumonia'][int(pred['labels'][0])]} {float(pred['scores'][0]):.2f}")]
+            pictures, marks = [image, overlay(image, cam)], [top, top]
+            titles = [f"{Path(path).name} (true {label or '?'})", "EigenCAM"]
         target = out_dir / f"{Path(path).stem}.png"
         plot_image_grid(pictures, titles, target, boxes=marks, cols=len(pictures))
         files.append(str(target))

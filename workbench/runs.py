@@ -248,7 +248,8 @@ def load_trained(run: Run, checkpoint: str = "best") -> tuple[nn.Module, TrainCo
     return model.eval(), config
 
 
-def load_models(ws: Workspace, config: SuggestConfig, device: torch.device) -> tuple[nn.Module, TrainConfig, nn.Module, TrainConfig]:
+def load_models(ws: Workspace, config: SuggestConfig,
+                device: torch.device) -> tuple[nn.Module, TrainConfig, nn.Module, TrainConfig]:
     """(detector, its config, classifier, its config) of a suggest config, on `device`, in eval mode."""
     with ws.db.session() as s:
         det_run = get_run(s, config.detector_run, ("detector",))

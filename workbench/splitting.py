@@ -12,6 +12,7 @@ from pipelines.splits import check_ratios, grouped_split, pick_per_class, random
 from workbench.configs import STRATEGIES, SplitConfig
 from workbench.errors import ConflictError, InputError, NotFoundError
 
+
 @dataclass
 class SplitSummary:
     name: str

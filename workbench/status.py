@@ -30,7 +30,8 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
             rows = s.execute(
                 select(SplitMember.part, func.count()).where(SplitMember.split_id == split.id).group_by(SplitMember.part)
             ).all()
-            splits[split.name] = {"strategy": split.strategy, "seed": split.seed, **{p: 0 for p in ("train", "val", "test")}, **dict(rows)}
+            splits[split.name] = {"strategy": split.strategy, "seed": split.seed,
+                                  **{p: 0 for p in ("train", "val", "test")}, **dict(rows)}
         batches = {
             name: n
             for name, n in s.execute(

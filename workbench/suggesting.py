@@ -273,7 +273,8 @@ def rank_pool(preds: list[Prediction], candidates: list[Candidate], config: Sugg
     rows = []
     for rank, i in enumerate(chosen, start=1):
         values = {name: (None if not np.isfinite(v[i]) else round(float(v[i]), 6)) for name, v in comps.items()}
-        values["off_lung_members"] = dict(zip(preds[i].extra.get("members", []), preds[i].extra.get("off_lung_members", []), strict=False))
+        extra = preds[i].extra
+        values["off_lung_members"] = dict(zip(extra.get("members", []), extra.get("off_lung_members", []), strict=False))
         rows.append({"image": cands[i].rel_path, "image_id": cands[i].image_id, "rank": rank,
                      "score": round(float(combined[i]), 6), "components": values,
                      "reason": reason_for(values, preds[i], weights), "label": cands[i].label})

@@ -79,7 +79,8 @@ def _optimizer(config: TrainConfig, model: torch.nn.Module):
 
 def _scheduler(config: TrainConfig, optimizer):
     if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, config.epochs) / config.epochs)))
+        epochs = config.epochs
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs)))
     return None
 
 

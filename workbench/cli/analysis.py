@@ -75,7 +75,8 @@ def _print_audit(r: dict) -> None:
 @app.command()
 def eda(
     ctx: typer.Context,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the PNGs and index.html (default: <workspace>/eda).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for the PNGs and index.html (default: <workspace>/eda).")] = None,
     json_: JsonOption = False,
 ) -> None:
     """Draw the seed study's exploratory figures: size scatter with fitted slopes, raw and 299x299

@@ -35,7 +35,8 @@ def export(
     if json_:
         print_json(out)
         return
-    typer.echo(f"Wrote {out['boxes']} boxes to {out['file']} (human {out['by_origin']['human']}, machine {out['by_origin']['machine']})")
+    by_origin = out["by_origin"]
+    typer.echo(f"Wrote {out['boxes']} boxes to {out['file']} (human {by_origin['human']}, machine {by_origin['machine']})")
 
 
 @annotations_app.command("import")

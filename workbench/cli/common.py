@@ -20,6 +20,11 @@ def with_default(text: str, cls: type, name: str) -> str:
     return text if value is None else f"{text} (default: {value})"
 
 
+def config_option(cls: type, name: str, text: str, *flags: str, **kwargs: Any) -> Any:
+    """A typer.Option for field `name` of config `cls`; its help ends with the field's default."""
+    return typer.Option(*flags, help=with_default(text, cls, name), **kwargs)
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 SplitOption = Annotated[
     str | None, typer.Option("--split", help="Split name (default: the newest split).")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from workbench.cli import app
-from workbench.cli.common import JsonOption, print_json, with_default, workspace
+from workbench.cli.common import JsonOption, config_option, print_json, workspace
 from workbench.configs import STRATEGIES, SplitConfig, fill
 
 
@@ -15,7 +15,8 @@ from workbench.configs import STRATEGIES, SplitConfig, fill
 def import_(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="The unpacked archive, or any folder above chest_xray/.")],
-    workers: Annotated[int | None, typer.Option(min=1, help="Processes that hash and decode (default: cores, at most 4).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Processes that hash and decode (default: cores, at most 4).")] = None,
     json_: JsonOption = False,
 ) -> None:
     """Import Kermany chest X-rays (Kaggle, Mendeley v2 or v3 layout) into the workspace.
@@ -69,11 +70,14 @@ def _ratios(text: str) -> tuple[float, float, float]:
 @app.command()
 def split(
     ctx: typer.Context,
-    strategy: Annotated[str | None, typer.Option(help=with_default(f"One of {', '.join(STRATEGIES)}: patient-grouped, the seed study's image-level random split, or the dataset's own test folder.", SplitConfig, "strategy"))] = None,
+    strategy: Annotated[str | None, config_option(
+        SplitConfig, "strategy", f"One of {', '.join(STRATEGIES)}: patient-grouped, the seed study's image-level random "
+        "split, or the dataset's own test folder.")] = None,
     name: Annotated[str | None, typer.Option(help="Name to store the split under (default: the strategy).")] = None,
-    ratios: Annotated[str | None, typer.Option(help=with_default("train,val,test fractions.", SplitConfig, "ratios"))] = None,
-    seed: Annotated[int | None, typer.Option(help=with_default("Random seed.", SplitConfig, "seed"))] = None,
-    batch_per_class: Annotated[int | None, typer.Option(help=with_default("First annotation batch: images per class from train.", SplitConfig, "batch_per_class"))] = None,
+    ratios: Annotated[str | None, config_option(SplitConfig, "ratios", "train,val,test fractions.")] = None,
+    seed: Annotated[int | None, config_option(SplitConfig, "seed", "Random seed.")] = None,
+    batch_per_class: Annotated[int | None, config_option(
+        SplitConfig, "batch_per_class", "First annotation batch: images per class from train.")] = None,
     replace: Annotated[bool, typer.Option(help="Replace an existing split of that name.")] = False,
     json_: JsonOption = False,
 ) -> None:
@@ -128,7 +132,8 @@ def status(ctx: typer.Context, json_: JsonOption = False) -> None:
         typer.echo(f"Annotation batch {name}: {n} images")
     a = info["annotations"]
     typer.echo(
-        f"Annotations: {a['total']} (valid {a['valid']}, rejected {a['rejected']}, skipped {a['skipped']}, deleted {a['deleted']})"
+        f"Annotations: {a['total']} (valid {a['valid']}, rejected {a['rejected']}, skipped {a['skipped']}, "
+        f"deleted {a['deleted']})"
     )
     for row in a["rejected_list"]:
         where = f" (task {row['ls_task_id']})" if row["ls_task_id"] is not None else ""

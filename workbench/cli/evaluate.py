@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from workbench.cli import app
-from workbench.cli.common import CheckpointOption, DeviceOption, JsonOption, print_json, with_default, workspace
+from workbench.cli.common import CheckpointOption, DeviceOption, JsonOption, config_option, print_json, workspace
 from workbench.configs import PARTS, CamConfig, EvalConfig, fill
 
 
@@ -15,10 +15,10 @@ from workbench.configs import PARTS, CamConfig, EvalConfig, fill
 def eval_(
     ctx: typer.Context,
     run: Annotated[int, typer.Argument(help="Id of a detector or classifier run (see `wb status`).")],
-    part: Annotated[str | None, typer.Option(help=with_default(f"Split part to score: {', '.join(PARTS)}.", EvalConfig, "part"))] = None,
+    part: Annotated[str | None, config_option(EvalConfig, "part", f"Split part to score: {', '.join(PARTS)}.")] = None,
     checkpoint: CheckpointOption = None,
-    bootstrap: Annotated[int | None, typer.Option(help=with_default("Bootstrap resamples for the 95% intervals.", EvalConfig, "bootstrap"))] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help=with_default("Images per inference batch.", EvalConfig, "batch_size"))] = None,
+    bootstrap: Annotated[int | None, config_option(EvalConfig, "bootstrap", "Bootstrap resamples for the 95% intervals.")] = None,
+    batch_size: Annotated[int | None, config_option(EvalConfig, "batch_size", "Images per inference batch.")] = None,
     device: DeviceOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -56,7 +56,8 @@ def eval_(
 def cam(
     ctx: typer.Context,
     run: Annotated[int, typer.Argument(help="Id of a detector or classifier run.")],
-    images: Annotated[list[str], typer.Option("--images", help="Image ids or image file paths (repeat the option, or list after it).")],
+    images: Annotated[list[str], typer.Option(
+        "--images", help="Image ids or image file paths (repeat the option, or list after it).")],
     out: Annotated[Path | None, typer.Option(help="Folder for the PNGs (default: the run's cam/ folder).")] = None,
     checkpoint: CheckpointOption = None,
     device: DeviceOption = None,

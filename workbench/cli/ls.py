@@ -112,7 +112,8 @@ def rejected(
         typer.echo("No rejected annotations.")
         return
     for r in rows:
-        where = r["link"] or f"project {r['project_id']} task {r['ls_task_id']}" + (" (project gone)" if r["project_gone"] else "")
+        gone = " (project gone)" if r["project_gone"] else ""
+        where = r["link"] or f"project {r['project_id']} task {r['ls_task_id']}{gone}"
         typer.echo(f"task {r['ls_task_id']} ({r['image'] or 'no wb image'}, by {r['annotator'] or '?'}): {r['reason']}")
         typer.echo(f"  {where}")
 
@@ -136,8 +137,10 @@ def push(
     split: SplitOption = None,
     predictions: Annotated[int | None, typer.Option(
         help="Run id whose boxes become pre-annotations; a detector run first predicts the images it has not seen.")] = None,
-    label_config: Annotated[Path | None, typer.Option(help="Label config for a new project (default: annotations/label_config.xml).")] = None,
-    new_project: Annotated[bool, typer.Option("--new-project", help="Create a new project (e.g. the old one was deleted on the server).")] = False,
+    label_config: Annotated[Path | None, typer.Option(
+        help="Label config for a new project (default: annotations/label_config.xml).")] = None,
+    new_project: Annotated[bool, typer.Option(
+        "--new-project", help="Create a new project (e.g. the old one was deleted on the server).")] = False,
     include_annotated: Annotated[bool, typer.Option(
         "--include-annotated/--skip-annotated",
         help="Also send images that already have a valid chest box (default: skip them).")] = False,

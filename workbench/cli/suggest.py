@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from pipelines import active
 from workbench.cli import app
-from workbench.cli.common import CheckpointOption, DeviceOption, JsonOption, SplitOption, print_json, with_default, workspace
+from workbench.cli.common import CheckpointOption, DeviceOption, JsonOption, SplitOption, config_option, print_json, workspace
 from workbench.configs import SuggestConfig, fill, parse_weights
 from workbench.errors import InputError
 
@@ -22,6 +22,10 @@ _TABLE = (("det_confidence", "conf"), ("det_ambiguity", "ambig"), ("det_instabil
 
 def _fmt(value) -> str:
     return "  n/a" if value is None else f"{value:5.2f}"
+
+
+def _option(name: str, text: str, *flags: str) -> Any:
+    return config_option(SuggestConfig, name, text, *flags)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -38,24 +42,30 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 def main(
     ctx: typer.Context,
     detector: Annotated[int | None, typer.Option("--detector", metavar="RUN", help="Detector run to score with.")] = None,
-    classifier: Annotated[int | None, typer.Option("--classifier", metavar="RUN", help="Classifier (ensemble) run to score with.")] = None,
-    k: Annotated[int | None, typer.Option("-k", help=with_default("How many images to suggest.", SuggestConfig, "k"))] = None,
-    weights: Annotated[str | None, typer.Option(help=with_default("Weights on the components' normalised ranks, name=weight,... "
-                                                f"Components: {', '.join(active.COMPONENTS)}.", SuggestConfig, "weights"))] = None,
+    classifier: Annotated[int | None, typer.Option(
+        "--classifier", metavar="RUN", help="Classifier (ensemble) run to score with.")] = None,
+    k: Annotated[int | None, _option("k", "How many images to suggest.", "-k")] = None,
+    weights: Annotated[str | None, _option("weights", "Weights on the components' normalised ranks, name=weight,... "
+                                           f"Components: {', '.join(active.COMPONENTS)}.")] = None,
     split: SplitOption = None,
-    parts: Annotated[str | None, typer.Option(help=with_default("Split parts to draw candidates from, comma-separated.", SuggestConfig, "parts"))] = None,
-    per_patient: Annotated[int | None, typer.Option("--per-patient", help=with_default("At most N images of one patient (0 = no cap).", SuggestConfig, "per_patient"))] = None,
-    phash_distance: Annotated[int | None, typer.Option("--phash-distance", help=with_default("Perceptual hashes this close (bits) are near-duplicates; -1 = off.", SuggestConfig, "phash_distance"))] = None,
-    balance: Annotated[bool, typer.Option("--balance", help="At most half the batch from one label (NORMAL/PNEUMONIA), then fill by rank.")] = False,
-    diversity: Annotated[bool, typer.Option("--diversity", help="Spread the batch: k-center greedy over the classifier's embeddings within the top 3k.")] = False,
-    include_annotated: Annotated[bool, typer.Option("--include-annotated", help="Also rank images already annotated, batched or pushed (an audit).")] = False,
+    parts: Annotated[str | None, _option("parts", "Split parts to draw candidates from, comma-separated.")] = None,
+    per_patient: Annotated[int | None, _option("per_patient", "At most N images of one patient (0 = no cap).")] = None,
+    phash_distance: Annotated[int | None, _option(
+        "phash_distance", "Perceptual hashes this close (bits) are near-duplicates; -1 = off.")] = None,
+    balance: Annotated[bool, typer.Option(
+        "--balance", help="At most half the batch from one label (NORMAL/PNEUMONIA), then fill by rank.")] = False,
+    diversity: Annotated[bool, typer.Option(
+        "--diversity", help="Spread the batch: k-center greedy over the classifier's embeddings within the top 3k.")] = False,
+    include_annotated: Annotated[bool, typer.Option(
+        "--include-annotated", help="Also rank images already annotated, batched or pushed (an audit).")] = False,
     limit: Annotated[int | None, typer.Option(help="Score at most N candidates (a random subset by --seed).")] = None,
-    seed: Annotated[int | None, typer.Option(help=with_default("Random seed (ties, --limit).", SuggestConfig, "seed"))] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help=with_default("Images per scoring batch.", SuggestConfig, "batch_size"))] = None,
+    seed: Annotated[int | None, _option("seed", "Random seed (ties, --limit).")] = None,
+    batch_size: Annotated[int | None, _option("batch_size", "Images per scoring batch.")] = None,
     device: DeviceOption = None,
     checkpoint: CheckpointOption = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Also write the batch as CSV.")] = None,
-    push: Annotated[bool, typer.Option("--push", help="Send the batch to Label Studio in rank order, detector boxes as pre-annotations.")] = False,
+    push: Annotated[bool, typer.Option(
+        "--push", help="Send the batch to Label Studio in rank order, detector boxes as pre-annotations.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the batch as a JSON list.")] = False,
 ) -> None:
     """Rank candidates (no valid chest box, not pushed) by detector uncertainty, classifier uncertainty

@@ -1,25 +1,25 @@
 """`wb train detector` and `wb train classifier`."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pipelines.presets import CLASSIFIER_PRESETS, DETECTOR_PRESETS
 from pipelines.registry import AUGMENTATIONS, BACKBONES, DETECTOR_BACKBONES, HEADS
 from workbench.cli import app
-from workbench.cli.common import JsonOption, SplitOption, print_json, with_default, workspace
+from workbench.cli.common import JsonOption, SplitOption, config_option, print_json, workspace
 from workbench.configs import DEFAULT_LR, DEVICES, ClassifierConfig, DetectorConfig, make_config, shown_default
 
 if TYPE_CHECKING:
     from workbench.training import TrainResult
 
 train_app = typer.Typer(
-    help="Train the Faster R-CNN chest detector or the ensemble classifier.\n\nExample: wb train detector --preset table3-4 --epochs 2",
+    help="Train the Faster R-CNN chest detector or the ensemble classifier.\n\n"
+         "Example: wb train detector --preset table3-4 --epochs 2",
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
-
 
 
 def _defaults(name: str) -> str:
@@ -28,20 +28,29 @@ def _defaults(name: str) -> str:
     return f"(default: {det})" if det == cls else f"(default: detector {det}, classifier {cls})"
 
 
-Epochs = Annotated[int | None, typer.Option(help=f"Epochs to train (with --resume: train up to this many). {_defaults('epochs')}")]
-ImageSize = Annotated[int | None, typer.Option("--image-size", help=f"Images are resized to this square size (pixels). {_defaults('image_size')}")]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help=f"Images per batch. {_defaults('batch_size')}")]
+def _option(name: str, text: str, *flags: str, **kwargs: Any) -> Any:
+    """An option for config field `name`, its help ending with the trainers' default(s)."""
+    return typer.Option(*flags, help=f"{text} {_defaults(name)}", **kwargs)
+
+
+_LR_DEFAULTS = ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items())
+Epochs = Annotated[int | None, _option("epochs", "Epochs to train (with --resume: train up to this many).")]
+ImageSize = Annotated[int | None, _option("image_size", "Images are resized to this square size (pixels).", "--image-size")]
+BatchSize = Annotated[int | None, _option("batch_size", "Images per batch.", "--batch-size")]
 Limit = Annotated[int | None, typer.Option(help="At most N images per part (train, val): tiny runs.")]
-Optimizer = Annotated[str | None, typer.Option(help=f"sgd (momentum 0.9) or adam. {_defaults('optimizer')}")]
-Lr = Annotated[float | None, typer.Option(help="Learning rate (default: " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ").")]
-LrSchedule = Annotated[str | None, typer.Option("--lr-schedule", help=f"constant or cosine. {_defaults('lr_schedule')}")]
-Augment = Annotated[str | None, typer.Option(help=f"One of {', '.join(AUGMENTATIONS)}. {_defaults('augment')}")]
-Weights = Annotated[str | None, typer.Option(help=f"imagenet (torchvision weights API, $TORCH_HOME), none, or a state_dict PATH. {_defaults('weights')}")]
-Fallback = Annotated[bool, typer.Option("--allow-fallback", help="Start from random weights when ImageNet weights cannot be had.")]
-Seed = Annotated[int | None, typer.Option(help=f"Random seed. {_defaults('seed')}")]
-Device = Annotated[str | None, typer.Option(help=f"One of {', '.join(DEVICES)}; mixed precision on CUDA. {_defaults('device')}")]
-Workers = Annotated[int | None, typer.Option(min=0, help=f"DataLoader worker processes. {_defaults('workers')}")]
-Resume = Annotated[int | None, typer.Option("--resume", metavar="RUN", help="Continue run RUN from its last epoch (its own config).")]
+Optimizer = Annotated[str | None, _option("optimizer", "sgd (momentum 0.9) or adam.")]
+Lr = Annotated[float | None, typer.Option(help=f"Learning rate (default: {_LR_DEFAULTS}).")]
+LrSchedule = Annotated[str | None, _option("lr_schedule", "constant or cosine.", "--lr-schedule")]
+Augment = Annotated[str | None, _option("augment", f"One of {', '.join(AUGMENTATIONS)}.")]
+Weights = Annotated[str | None, _option(
+    "weights", "imagenet (torchvision weights API, $TORCH_HOME), none, or a state_dict PATH.")]
+Fallback = Annotated[bool, typer.Option(
+    "--allow-fallback", help="Start from random weights when ImageNet weights cannot be had.")]
+Seed = Annotated[int | None, _option("seed", "Random seed.")]
+Device = Annotated[str | None, _option("device", f"One of {', '.join(DEVICES)}; mixed precision on CUDA.")]
+Workers = Annotated[int | None, _option("workers", "DataLoader worker processes.", min=0)]
+Resume = Annotated[int | None, typer.Option(
+    "--resume", metavar="RUN", help="Continue run RUN from its last epoch (its own config).")]
 Threads = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
 
 
@@ -53,7 +62,8 @@ def _print(result: TrainResult, json_: bool) -> None:
         return
     for h in result.history:
         acc = f"{h['val_accuracy']:.3f}" if h["val_accuracy"] is not None else "n/a"
-        typer.echo(f"  epoch {h['epoch']:>3}: train loss {h['train_loss']:.4f}  val loss {h['val_loss']:.4f}  val acc {acc}  ({h['seconds']:.0f}s)")
+        typer.echo(f"  epoch {h['epoch']:>3}: train loss {h['train_loss']:.4f}  val loss {h['val_loss']:.4f}  "
+                   f"val acc {acc}  ({h['seconds']:.0f}s)")
     typer.echo(f"Run {result.run_id} {result.status}: best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}); "
                f"checkpoints in {result.artifact_dir}")
     typer.echo(f"Next: wb eval {result.run_id}")
@@ -70,7 +80,7 @@ def _threads(threads: int | None) -> None:
 def detector(
     ctx: typer.Context,
     preset: Annotated[str | None, typer.Option(help=f"Study row: {', '.join(DETECTOR_PRESETS)}.")] = None,
-    backbone: Annotated[str | None, typer.Option(help=with_default(f"One of {', '.join(DETECTOR_BACKBONES)}.", DetectorConfig, "backbone"))] = None,
+    backbone: Annotated[str | None, config_option(DetectorConfig, "backbone", f"One of {', '.join(DETECTOR_BACKBONES)}.")] = None,
     split: SplitOption = None,
     epochs: Epochs = None, image_size: ImageSize = None, batch_size: BatchSize = None, limit: Limit = None,
     optimizer: Optimizer = None, lr: Lr = None, lr_schedule: LrSchedule = None, augment: Augment = None,
@@ -102,9 +112,11 @@ def detector(
 def classifier(
     ctx: typer.Context,
     preset: Annotated[str | None, typer.Option(help=f"Study row: {', '.join(CLASSIFIER_PRESETS)}.")] = None,
-    members: Annotated[str | None, typer.Option(help=with_default(f"Comma-separated backbones from: {', '.join(BACKBONES)}.", ClassifierConfig, "members"))] = None,
-    head: Annotated[str | None, typer.Option(help=with_default(f"One of {', '.join(HEADS)}.", ClassifierConfig, "head"))] = None,
-    freeze: Annotated[float | None, typer.Option(help=with_default("Fraction of each member's early parameters to freeze (0-1).", ClassifierConfig, "freeze"))] = None,
+    members: Annotated[str | None, config_option(
+        ClassifierConfig, "members", f"Comma-separated backbones from: {', '.join(BACKBONES)}.")] = None,
+    head: Annotated[str | None, config_option(ClassifierConfig, "head", f"One of {', '.join(HEADS)}.")] = None,
+    freeze: Annotated[float | None, config_option(
+        ClassifierConfig, "freeze", "Fraction of each member's early parameters to freeze (0-1).")] = None,
     balance: Annotated[bool, typer.Option("--balance", help="Weight the loss by inverse class frequency.")] = False,
     split: SplitOption = None,
     epochs: Epochs = None, image_size: ImageSize = None, batch_size: BatchSize = None, limit: Limit = None,
