@@ -2,7 +2,8 @@
 
 On a terminal tqdm redraws one line with carriage returns. Written to a log or a CI console,
 the same bar becomes one line of 100 kB of carriage returns; there it reports instead at most
-every `LOG_INTERVAL_S` seconds, one whole line each time (and a last line when it ends).
+every `LOG_INTERVAL_S` seconds, one whole line each time, and a last line when it ends. Work
+done within the first interval prints nothing, so quick commands keep their output clean.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _is_terminal(stream: IO[str]) -> bool:
         return False
 
 
-def progress_bar(iterable: Iterable | None = None, *, file: IO[str] | None = None, **kwargs: Any) -> tqdm:
+def progress_bar(iterable: Iterable[Any] | None = None, *, file: IO[str] | None = None, **kwargs: Any) -> tqdm:
     """`tqdm(iterable, **kwargs)` writing to `file` (default: stderr), shaped for where it goes.
 
     `disable=True` hides it; tqdm's own `disable=None` (hide when not a terminal) shows the
@@ -51,7 +52,7 @@ def progress_bar(iterable: Iterable | None = None, *, file: IO[str] | None = Non
         kwargs["disable"] = False
     if not _is_terminal(stream):
         kwargs.update(file=_Lines(stream), mininterval=max(kwargs.get("mininterval", 0), LOG_INTERVAL_S),
-                      maxinterval=max(kwargs.get("maxinterval", 0), LOG_INTERVAL_S), ascii=True, ncols=100,
-                      dynamic_ncols=False, leave=True)
+                      maxinterval=max(kwargs.get("maxinterval", 0), LOG_INTERVAL_S), delay=LOG_INTERVAL_S,
+                      ascii=True, ncols=100, dynamic_ncols=False, leave=True)
         return tqdm(iterable, **kwargs)
     return tqdm(iterable, file=stream, **kwargs)
