@@ -22,8 +22,11 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
+# Lint and type checks first (seconds, then ~1 min cold for mypy): they fail fast before the long pytest run.
 test: $(VENV)/.installed-test
 	bash scripts/install_browser.sh  # Chromium + chromedriver for the browser test, where missing
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q --timeout 1200
 
 clean:

@@ -12,10 +12,14 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
 from annotations.errors import AuthRejected, LabelConfigError, LabelStudioError, ProjectGone, ServerUnreachable
+
+if TYPE_CHECKING:
+    from label_studio_sdk.core.api_error import ApiError
 
 LS_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # the only format the updated_at filter accepts
 PAGE_SIZE = 1000
@@ -46,7 +50,7 @@ def annotated_query() -> str:
     return json.dumps({"filters": {"conjunction": "or", "items": items}})
 
 
-def _api_error() -> type[Exception]:
+def _api_error() -> type[ApiError]:
     """The SDK's HTTP error class (imported on first use: see the module docstring)."""
     from label_studio_sdk.core.api_error import ApiError
 
@@ -68,7 +72,7 @@ class LabelStudioClient:
         return f"LabelStudioClient({self.url!r})"
 
     @contextmanager
-    def _calling(self, what: str, *, project: int | None = None):
+    def _calling(self, what: str, *, project: int | None = None) -> Iterator[None]:
         api_error = _api_error()
         try:
             yield
@@ -102,7 +106,7 @@ class LabelStudioClient:
         with self._calling("report its version"):
             return str(self._sdk.versions.get().release)
 
-    def get_project(self, project: int) -> dict:
+    def get_project(self, project: int) -> dict[str, Any]:
         """{'id', 'title', 'label_config', 'task_number', 'labels': {control: [labels]}}."""
         with self._calling("get the project", project=project):
             p = self._sdk.projects.get(id=project)
@@ -114,7 +118,7 @@ class LabelStudioClient:
     def create_project(self, title: str, label_config: str) -> int:
         try:
             with self._calling("create the project"):
-                return self._sdk.projects.create(title=title, label_config=label_config).id
+                return _id(self._sdk.projects.create(title=title, label_config=label_config).id, "project")
         except LabelStudioError as exc:
             if type(exc) is LabelStudioError:
                 raise LabelConfigError(
@@ -129,11 +133,11 @@ class LabelStudioClient:
 
     def create_local_storage(self, project: int, path: str, title: str) -> int:
         with self._calling("add a local-files storage", project=project):
-            return self._sdk.import_storage.local.create(
+            return _id(self._sdk.import_storage.local.create(
                 project=project, path=path, title=title, use_blob_urls=True
-            ).id
+            ).id, "storage")
 
-    def import_tasks(self, project: int, tasks: Sequence[dict]) -> list[int]:
+    def import_tasks(self, project: int, tasks: Sequence[dict[str, Any]]) -> list[int]:
         """Create tasks in one call; returns their ids in the order given.
 
         Posts pre-encoded JSON through the SDK's own HTTP client (same auth, base URL and
@@ -155,29 +159,30 @@ class LabelStudioClient:
             raise LabelStudioError(f"Label Studio created {len(ids)} tasks for {len(tasks)} sent")
         return ids
 
-    def import_predictions(self, project: int, predictions: Sequence[dict]) -> int:
+    def import_predictions(self, project: int, predictions: Sequence[dict[str, Any]]) -> int:
         if not predictions:
             return 0
         with self._calling("import predictions", project=project):
-            response = self._sdk.projects.import_predictions(id=project, request=list(predictions))
+            # The SDK types `request` as its PredictionRequest models; it sends plain dicts as they are.
+            response = self._sdk.projects.import_predictions(id=project, request=cast(Any, list(predictions)))
         return int(getattr(response, "created", 0) or 0)
 
-    def get_task_data(self, task: int) -> dict | None:
+    def get_task_data(self, task: int) -> dict[str, Any] | None:
         """A task's `data`, or None when the task no longer exists."""
         try:
             with self._calling("get the task"):
-                return dict(self._sdk.tasks.get(id=task).data or {})
+                return dict(self._sdk.tasks.get(id=str(task)).data or {})
         except LabelStudioError as exc:
             if exc.status_code == 404:
                 return None
             raise
 
-    def update_task_data(self, task: int, data: dict) -> None:
+    def update_task_data(self, task: int, data: dict[str, Any]) -> None:
         """Replace a task's `data` (the whole dict: Label Studio does not merge it)."""
         with self._calling("update the task"):
-            self._sdk.tasks.update(id=task, data=data)
+            self._sdk.tasks.update(id=str(task), data=data)
 
-    def list_users(self) -> list[dict]:
+    def list_users(self) -> list[dict[str, Any]]:
         """The organisation's users: [{'id', 'email'}]."""
         with self._calling("list users"):
             users = self._sdk.users.list()
@@ -208,7 +213,7 @@ class LabelStudioClient:
             if done.status_code != 302:  # the form comes back (200) with its errors
                 raise LabelStudioError(f"Label Studio did not create {email}: {_form_errors(done.text)}")
 
-    def iter_tasks(self, project: int, *, query: str | None = None, full: bool = True) -> Iterator[list[dict]]:
+    def iter_tasks(self, project: int, *, query: str | None = None, full: bool = True) -> Iterator[list[dict[str, Any]]]:
         """Pages of tasks as plain dicts (with annotations and predictions when full).
 
         Read as JSON through the SDK's HTTP client: the generated `tasks.list` builds a typed
@@ -235,7 +240,13 @@ class LabelStudioClient:
             page += 1
 
 
-def _json_or_text(response: httpx.Response):
+def _id(value: int | None, what: str) -> int:
+    if value is None:
+        raise LabelStudioError(f"Label Studio created a {what} without an id")
+    return value
+
+
+def _json_or_text(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
@@ -251,7 +262,7 @@ def _form_errors(page: str) -> str:
     return "; ".join(found)[:300] or "the sign-up form was refused"
 
 
-def _detail(body) -> str:
+def _detail(body: Any) -> str:
     if isinstance(body, dict):
         errors = body.get("validation_errors")
         if errors:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import Any
 
 from db.models.labels import CHEST_CLASSES
 
@@ -54,14 +55,14 @@ def inclusive_to_box(x0: int, y0: int, x1: int, y1: int) -> PixelBox:
     return PixelBox(float(x0), float(y0), float(x1) + 1.0, float(y1) + 1.0)
 
 
-def percent_to_pixels(value: dict, width: int, height: int) -> PixelBox:
+def percent_to_pixels(value: dict[str, Any], width: int, height: int) -> PixelBox:
     """LS rectangle value {x, y, width, height} in percent -> pixel box for a width x height image."""
     x, y = float(value["x"]), float(value["y"])
     w, h = float(value["width"]), float(value["height"])
     return PixelBox(x * width / 100.0, y * height / 100.0, (x + w) * width / 100.0, (y + h) * height / 100.0)
 
 
-def pixels_to_percent(box: PixelBox, width: int, height: int) -> dict:
+def pixels_to_percent(box: PixelBox, width: int, height: int) -> dict[str, Any]:
     """Pixel box -> LS rectangle value {x, y, width, height, rotation} in percent."""
     return {
         "x": box.x_min * 100.0 / width,
@@ -72,7 +73,7 @@ def pixels_to_percent(box: PixelBox, width: int, height: int) -> dict:
     }
 
 
-def rectangle_result(box: PixelBox, label: str, width: int, height: int, *, result_id: str = "wb-box") -> dict:
+def rectangle_result(box: PixelBox, label: str, width: int, height: int, *, result_id: str = "wb-box") -> dict[str, Any]:
     """One LS `rectanglelabels` result (for predictions and tests)."""
     return {
         "id": result_id,
@@ -102,7 +103,7 @@ class Verdict:
     flags: list[str] = field(default_factory=list)
 
 
-def judge_annotation(annotation: dict, *, width: int | None, height: int | None, image_label: str | None) -> Verdict:
+def judge_annotation(annotation: dict[str, Any], *, width: int | None, height: int | None, image_label: str | None) -> Verdict:
     """Parse and validate one LS annotation dict (`result`, `was_cancelled`) against its image.
 
     width/height: the image as wb imported it (None = the task names no image wb knows).
@@ -188,8 +189,9 @@ def config_labels(label_config: str) -> dict[str, list[str]]:
         raise ValueError(f"not well-formed XML: {exc}") from None
     out: dict[str, list[str]] = {}
     for el in root.iter():
-        if el.tag in ("RectangleLabels", "Choices") and el.get("name"):
-            out[el.get("name")] = [c.get("value") for c in el if c.tag in ("Label", "Choice")]
+        name = el.get("name")
+        if el.tag in ("RectangleLabels", "Choices") and name:
+            out[name] = [value for c in el if c.tag in ("Label", "Choice") and (value := c.get("value")) is not None]
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -70,8 +71,9 @@ def pending_feedback(session: Session, row: LsProject) -> list[tuple[LsTask, str
         for a in session.scalars(select(Annotation).where(
                 Annotation.ls_project_id == row.id, Annotation.ls_task_id.in_(ids[i : i + 500]))
                 .order_by(Annotation.ls_annotation_id)):
-            by_task.setdefault(a.ls_task_id, []).append(
-                AnnotationState(a.ls_annotation_id, a.annotator, a.status, a.reason))
+            if a.ls_task_id is not None:  # always, by the query; tells the type checker
+                by_task.setdefault(a.ls_task_id, []).append(
+                    AnnotationState(a.ls_annotation_id, a.annotator, a.status, a.reason))
     out = []
     for link in links:
         text = feedback_text(by_task.get(link.ls_task_id, []), link.feedback)
@@ -81,7 +83,7 @@ def pending_feedback(session: Session, row: LsProject) -> list[tuple[LsTask, str
 
 
 def write_feedback(client: LabelStudioClient, changes: Iterable[tuple[LsTask, str]],
-                   known_data: dict[int, dict] | None = None) -> int:
+                   known_data: dict[int, dict[str, Any]] | None = None) -> int:
     """Write each text into its task's `wb_feedback` field and remember it on the link; returns
     how many tasks were written. `known_data`: task id -> data already fetched (saves a read).
     A task deleted on the server is skipped."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,17 +30,18 @@ class PullSummary:
     updated: int = 0
     deleted: int = 0
     unchanged: int = 0
-    by_status: dict = field(default_factory=dict)  # of the created/updated rows
+    by_status: dict[str, Any] = field(default_factory=dict)  # of the created/updated rows
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
 
-def fetch_changed_tasks(client: LabelStudioClient, row: LsProject, *, progress: Callable | None = None) -> list[dict]:
+def fetch_changed_tasks(client: LabelStudioClient, row: LsProject, *,
+                        progress: Callable[[int], Any] | None = None) -> list[dict[str, Any]]:
     """Every task changed since the last pull (all annotated tasks on the first pull)."""
     query = updated_after_query(row.last_updated_at, OVERLAP_S) if row.last_updated_at else annotated_query()
-    tasks: list[dict] = []
+    tasks: list[dict[str, Any]] = []
     for page in client.iter_tasks(row.project_id, query=query):
         tasks.extend(page)
         if progress:
@@ -47,19 +49,19 @@ def fetch_changed_tasks(client: LabelStudioClient, row: LsProject, *, progress: 
     return tasks
 
 
-def _annotator(ann: dict) -> str | None:
+def _annotator(ann: dict[str, Any]) -> str | None:
     name = (ann.get("created_username") or "").strip().rstrip(",").strip()
     if name:
         return name.split(",")[0].strip() or None
     return str(ann["completed_by"]) if ann.get("completed_by") is not None else None
 
 
-def _raw(ann: dict) -> dict:
+def _raw(ann: dict[str, Any]) -> dict[str, Any]:
     """What wb keeps of a LS annotation: enough to audit it and to notice any change."""
     return {k: ann.get(k) for k in ("id", "result", "was_cancelled", "updated_at", "completed_by")}
 
 
-def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict]) -> PullSummary:
+def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict[str, Any]]) -> PullSummary:
     """Upsert the annotations of these tasks (full task dicts) into the DB; see module docstring."""
     summary = PullSummary(project_id=row.project_id, tasks_seen=len(tasks))
     task_ids = [t["id"] for t in tasks]
@@ -72,7 +74,8 @@ def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict]) -> Pull
         for ann in session.scalars(
             select(Annotation).where(Annotation.ls_project_id == row.id, Annotation.ls_task_id.in_(part))
         ):
-            existing.setdefault(ann.ls_task_id, []).append(ann)
+            if ann.ls_task_id is not None:  # always, by the query; tells the type checker
+                existing.setdefault(ann.ls_task_id, []).append(ann)
     image_ids = {lt.image_id for lt in links.values()}
     image_ids |= {t["data"].get("wb_image_id") for t in tasks if isinstance((t.get("data") or {}).get("wb_image_id"), int)}
     images: dict[int, Image] = {}
@@ -134,7 +137,7 @@ def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict]) -> Pull
     return summary
 
 
-def _task_image(task: dict, link: LsTask | None, images: dict[int, Image]) -> tuple[Image | None, str | None]:
+def _task_image(task: dict[str, Any], link: LsTask | None, images: dict[int, Image]) -> tuple[Image | None, str | None]:
     """The image a task stands for, and a reason when the task and wb's record disagree."""
     named = (task.get("data") or {}).get("wb_image_id")
     if link is not None:

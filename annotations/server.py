@@ -106,7 +106,8 @@ def free_port(preferred: int | None = None) -> int:
                 sock.bind(("127.0.0.1", wanted))
             except OSError:
                 continue
-            return sock.getsockname()[1]
+            port: int = sock.getsockname()[1]
+            return port
     raise OSError("no free port on 127.0.0.1")
 
 
@@ -187,7 +188,7 @@ def server_env(creds: Credentials, data_dir: Path, document_root: Path) -> dict[
 
 def start_server(
     folder: Path, document_root: Path, *, port: int | None = None, timeout: float = START_TIMEOUT_S
-) -> tuple[ServerState, subprocess.Popen | None]:
+) -> tuple[ServerState, subprocess.Popen[bytes] | None]:
     """Start Label Studio on 127.0.0.1 and wait until it answers.
 
     Returns the state and the process (None when a server wb started is already running here).

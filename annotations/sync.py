@@ -8,13 +8,13 @@ which matches tasks to images through the `wb_image_id` every task carries.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import quote
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from annotations.client import LabelStudioClient
@@ -45,7 +45,7 @@ class PushSummary:
     predictions: int = 0
     model_version: str | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
@@ -174,11 +174,11 @@ def local_files_url(abs_path: str, document_root: str) -> str:
     return "/data/local-files/?d=" + quote(Path(rel).as_posix(), safe="/")
 
 
-def _url_maker(document_root: str):
+def _url_maker(document_root: str) -> Callable[[ImageRef], str]:
     """local_files_url for many images: one relpath per dataset root (relpath is slow)."""
     prefixes: dict[str, str] = {}
 
-    def url(im: Image) -> str:
+    def url(im: ImageRef) -> str:
         root = im.root
         if root not in prefixes:
             prefixes[root] = Path(os.path.relpath(root, document_root)).as_posix()
@@ -218,7 +218,7 @@ def adopt_tasks(session: Session, client: LabelStudioClient, row: LsProject, *, 
     return adopted
 
 
-def task_data(image: ImageRef | Image, url: str) -> dict:
+def task_data(image: ImageRef | Image, url: str) -> dict[str, Any]:
     """A task's data: the image URL, wb's id for it, and what the labelling view shows beside it.
 
     `wb_feedback` starts empty; a pull that rejects the task's annotation writes the reason there
@@ -229,17 +229,19 @@ def task_data(image: ImageRef | Image, url: str) -> dict:
 
 
 def prediction_payload(pred: Prediction, image: ImageRef | Image, model_version: str, *,
-                       box_labels: str = "chest") -> dict | None:
+                       box_labels: str = "chest") -> dict[str, Any] | None:
     """A LS prediction from a detector's box (pixels -> percent); None when it has no box.
 
     The box is labelled `chest` (or, in a legacy project, with the image label's class): never
     with the class the detector guessed, which the annotator would submit unseen.
     """
-    if None in (pred.x_min, pred.y_min, pred.x_max, pred.y_max) or not image.width or not image.height:
+    if pred.x_min is None or pred.y_min is None or pred.x_max is None or pred.y_max is None:
+        return None
+    if not image.width or not image.height:
         return None
     label = CHEST_LABEL if box_labels == "chest" else CHEST_CLASSES[image.label]
     box = PixelBox(pred.x_min, pred.y_min, pred.x_max, pred.y_max)
-    out = {"model_version": model_version, "result": [rectangle_result(box, label, image.width, image.height)]}
+    out: dict[str, Any] = {"model_version": model_version, "result": [rectangle_result(box, label, image.width, image.height)]}
     if pred.score is not None:
         out["score"] = float(pred.score)
     return out
@@ -278,7 +280,7 @@ def push_tasks(
     tasks = []
     url = _url_maker(row.document_root)
     for im in new_images:
-        task: dict = {"data": task_data(im, url(im))}
+        task: dict[str, Any] = {"data": task_data(im, url(im))}
         pred = predictions.get(im.id)
         payload = (prediction_payload(pred, im, model_version, box_labels=box_labels)
                    if pred is not None and model_version else None)
@@ -289,7 +291,7 @@ def push_tasks(
     task_ids = client.import_tasks(row.project_id, tasks)
     if task_ids:
         now = utcnow()
-        session.execute(insert(LsTask.__table__), [  # Core executemany: the ORM bulk path costs ~0.1 ms a row
+        session.execute(insert(cast(Table, LsTask.__table__)), [  # Core executemany: the ORM bulk path costs ~0.1 ms a row
             {"ls_project_id": row.id, "image_id": im.id, "ls_task_id": tid, "pushed_at": now,
              "prediction_runs": [model_version] if "predictions" in t else []}
             for im, t, tid in zip(new_images, tasks, task_ids, strict=True)

@@ -83,10 +83,15 @@ def _revision_graph() -> tuple[set[str], set[str]]:
     revised: set[str] = set()
     for path in (MIGRATIONS / "versions").glob("*.py"):
         for node in ast.parse(path.read_text()).body:
-            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
-            if not isinstance(target, ast.Name) or target.id not in ("revision", "down_revision") or node.value is None:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, expr = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:  # `revision: str = "0002"`
+                target, expr = node.target, node.value
+            else:
                 continue
-            value = ast.literal_eval(node.value)
+            if not isinstance(target, ast.Name) or target.id not in ("revision", "down_revision"):
+                continue
+            value = ast.literal_eval(expr)
             values = set(value) if isinstance(value, (tuple, list)) else {value} if value else set()
             (revisions if target.id == "revision" else revised).update(values)
     return revisions, revised

@@ -11,19 +11,21 @@ Conventions (explicit, tested):
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 _EPS = 1e-12
 
 
-def _rows_finite(a: np.ndarray) -> np.ndarray:
+def _rows_finite(a: NDArray[Any]) -> NDArray[Any]:
     """bool[N]: rows of a[N, ...] with only finite values."""
     return np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1) if a.size else np.zeros(a.shape[0], bool)
 
 
-def _as_probs(probs: np.ndarray, *, ndim: int = 2) -> np.ndarray:
+def _as_probs(probs: NDArray[Any], *, ndim: int = 2) -> NDArray[Any]:
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != ndim:
         raise ValueError(f"expected a {ndim}-d probability array, got shape {p.shape}")
@@ -32,7 +34,7 @@ def _as_probs(probs: np.ndarray, *, ndim: int = 2) -> np.ndarray:
 
 # --- detector -------------------------------------------------------------------------------
 
-def top_box_uncertainty(top_scores: np.ndarray) -> np.ndarray:
+def top_box_uncertainty(top_scores: NDArray[Any]) -> NDArray[Any]:
     """Least confidence of the detector: 1 - max box score.
 
     top_scores[N]: the highest detection score per image (NaN = no detection).
@@ -46,7 +48,7 @@ def top_box_uncertainty(top_scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def class_scores_from_detections(labels: list[np.ndarray], scores: list[np.ndarray], n_classes: int = 2) -> np.ndarray:
+def class_scores_from_detections(labels: list[NDArray[Any]], scores: list[NDArray[Any]], n_classes: int = 2) -> NDArray[Any]:
     """Best score per foreground class for each image: [N, n_classes].
 
     labels[i][D_i] are 1-based class ids (1 = normal chest, 2 = pneumonia chest, torchvision
@@ -66,7 +68,7 @@ def class_scores_from_detections(labels: list[np.ndarray], scores: list[np.ndarr
     return out
 
 
-def margin_uncertainty(probs: np.ndarray) -> np.ndarray:
+def margin_uncertainty(probs: NDArray[Any]) -> NDArray[Any]:
     """1 - (p_top1 - p_top2) after renormalising each row to sum 1.
 
     probs[N, C] (C >= 2), e.g. the detector's best normal-chest and pneumonia-chest scores.
@@ -87,7 +89,7 @@ def margin_uncertainty(probs: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def entropy_uncertainty(probs: np.ndarray) -> np.ndarray:
+def entropy_uncertainty(probs: NDArray[Any]) -> NDArray[Any]:
     """Shannon entropy of each row (renormalised to sum 1) divided by log C, in [0, 1].
 
     probs[N, C]. A non-finite row or a row summing to 0 -> 1.0.
@@ -107,14 +109,17 @@ def entropy_uncertainty(probs: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_iou(a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
     """IoU of paired boxes a[N, 4] and b[N, 4] (pixels). NaN where either box is non-finite or both are empty."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
     ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
     inter = iw * ih
-    area = lambda x: np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None)  # noqa: E731
+
+    def area(x: NDArray[Any]) -> NDArray[Any]:
+        return np.asarray(np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None))
+
     union = area(a) + area(b) - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), np.nan)
@@ -122,14 +127,14 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iou
 
 
-def unflip_boxes(boxes: np.ndarray, widths: np.ndarray) -> np.ndarray:
+def unflip_boxes(boxes: NDArray[Any], widths: NDArray[Any]) -> NDArray[Any]:
     """Map boxes[N, 4] predicted on horizontally flipped images back: x -> W - x (x_min/x_max swap)."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     w = np.asarray(widths, dtype=np.float64).reshape(-1)
     return np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1)
 
 
-def localization_instability(boxes: np.ndarray, flipped_boxes: np.ndarray, widths: np.ndarray) -> np.ndarray:
+def localization_instability(boxes: NDArray[Any], flipped_boxes: NDArray[Any], widths: NDArray[Any]) -> NDArray[Any]:
     """1 - IoU(top box, top box of the horizontally flipped image mapped back).
 
     boxes[N, 4]: top box on the image; flipped_boxes[N, 4]: top box on its mirror image, in the
@@ -141,14 +146,14 @@ def localization_instability(boxes: np.ndarray, flipped_boxes: np.ndarray, width
     return np.where(np.isfinite(iou), 1.0 - iou, 1.0)
 
 
-def detector_uncertainty(top: np.ndarray, ambiguity: np.ndarray, instability: np.ndarray) -> np.ndarray:
+def detector_uncertainty(top: NDArray[Any], ambiguity: NDArray[Any], instability: NDArray[Any]) -> NDArray[Any]:
     """Mean of the three detector components [N] (each in [0, 1]); no chest found gives 1.0 in each, so 1.0 here."""
-    return np.mean(np.stack([top, ambiguity, instability]), axis=0)
+    return np.asarray(np.mean(np.stack([top, ambiguity, instability]), axis=0))
 
 
 # --- classifier ensemble -----------------------------------------------------------------------
 
-def mutual_information(member_probs: np.ndarray) -> np.ndarray:
+def mutual_information(member_probs: NDArray[Any]) -> NDArray[Any]:
     """Member disagreement: H(mean_m p_m) - mean_m H(p_m), divided by log C, in [0, 1].
 
     member_probs[M, N, C]. Equal to the mean KL divergence of each member to the consensus.
@@ -162,14 +167,16 @@ def mutual_information(member_probs: np.ndarray) -> np.ndarray:
     finite = _rows_finite(np.moveaxis(p, 1, 0))
     q = np.where(np.isfinite(p), np.clip(p, 0.0, 1.0), 0.0)
     q = q / np.clip(q.sum(axis=2, keepdims=True), _EPS, None)
-    ent = lambda x: -(x * np.log(np.where(x > 0, x, 1.0))).sum(axis=-1)  # noqa: E731
+    def ent(x: NDArray[Any]) -> NDArray[Any]:
+        return np.asarray(-(x * np.log(np.where(x > 0, x, 1.0))).sum(axis=-1))
+
     mi = ent(q.mean(axis=0)) - ent(q).mean(axis=0)
-    out = np.clip(mi / np.log(c), 0.0, 1.0)
+    out = np.asarray(np.clip(mi / np.log(c), 0.0, 1.0))
     out[~finite] = 1.0
     return out
 
 
-def vote_entropy(member_probs: np.ndarray) -> np.ndarray:
+def vote_entropy(member_probs: NDArray[Any]) -> NDArray[Any]:
     """Entropy of the members' hard votes / log min(M, C), in [0, 1] (ties in a member's argmax go to the lower class).
 
     member_probs[M, N, C]. Any non-finite value for an image -> 1.0.
@@ -183,20 +190,20 @@ def vote_entropy(member_probs: np.ndarray) -> np.ndarray:
     frac = np.stack([(votes == k).mean(axis=0) for k in range(c)], axis=1)  # [N, C]
     h = -(frac * np.log(np.where(frac > 0, frac, 1.0))).sum(axis=1)
     denom = np.log(min(m, c))
-    out = np.clip(h / denom, 0.0, 1.0) if denom > 0 else np.zeros(n)
+    out: NDArray[Any] = np.clip(h / denom, 0.0, 1.0) if denom > 0 else np.zeros(n)
     out[~finite] = 1.0
     return out
 
 
 # --- Grad-CAM attention outside the chest ------------------------------------------------------
 
-def _coverage(lo: float, hi: float, n: int) -> np.ndarray:
+def _coverage(lo: float, hi: float, n: int) -> NDArray[Any]:
     """Fraction of each unit cell [j, j+1), j < n, covered by the interval [lo, hi)."""
     edges = np.arange(n, dtype=np.float64)
-    return np.clip(np.minimum(edges + 1, hi) - np.maximum(edges, lo), 0.0, 1.0)
+    return np.asarray(np.clip(np.minimum(edges + 1, hi) - np.maximum(edges, lo), 0.0, 1.0))
 
 
-def cam_outside_share(cams: np.ndarray, boxes: np.ndarray, image_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cam_outside_share(cams: NDArray[Any], boxes: NDArray[Any], image_sizes: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]]:
     """(out_share[N], out_area[N]): the CAM mass and the grid area outside the chest box, each in [0, 1].
 
     cams[N, h, w]: non-negative CAMs (any resolution; negatives are clipped to 0); boxes[N, 4]:
@@ -232,7 +239,7 @@ def cam_outside_share(cams: np.ndarray, boxes: np.ndarray, image_sizes: np.ndarr
     return share, area
 
 
-def off_lung_attention(cams: np.ndarray, boxes: np.ndarray, image_sizes: np.ndarray) -> np.ndarray:
+def off_lung_attention(cams: NDArray[Any], boxes: NDArray[Any], image_sizes: NDArray[Any]) -> NDArray[Any]:
     """Share of CAM mass outside the chest box, normalised so uniform = 0 and all-outside = 1.
 
     Inputs as `cam_outside_share`. score = (out_share - out_area) / (1 - out_area), clipped
@@ -253,7 +260,8 @@ def off_lung_attention(cams: np.ndarray, boxes: np.ndarray, image_sizes: np.ndar
     return out
 
 
-def off_lung_members(member_cams, boxes: np.ndarray, image_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def off_lung_members(member_cams: Sequence[NDArray[Any]] | NDArray[Any], boxes: NDArray[Any],
+                     image_sizes: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]]:
     """Per-member off-lung scores [M, N] and the combined score [N].
 
     member_cams: M arrays [N, h_m, w_m] (members may have different CAM grids), or one [M, N, h, w].
@@ -270,7 +278,7 @@ def off_lung_members(member_cams, boxes: np.ndarray, image_sizes: np.ndarray) ->
 
 # --- combination -----------------------------------------------------------------------------
 
-def rank_normalise(values: np.ndarray) -> np.ndarray:
+def rank_normalise(values: NDArray[Any]) -> NDArray[Any]:
     """Average rank / N in (0, 1] for finite values (ties share their mean rank); NaN/inf -> 0.
 
     values[N]. E.g. [0.1, 0.5, 0.3] -> [1/3, 1, 2/3]. Ranks make components of different
@@ -286,7 +294,7 @@ def rank_normalise(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def combine_scores(components: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+def combine_scores(components: Mapping[str, NDArray[Any]], weights: Mapping[str, float]) -> NDArray[Any]:
     """Weighted mean of rank-normalised components: [N] in [0, 1].
 
     components: name -> values[N] (higher = more worth annotating); weights: name -> weight >= 0
@@ -315,9 +323,9 @@ COMPONENTS = ("det_confidence", "det_ambiguity", "det_instability", "uncertainty
 ALIASES = {"detector": "uncertainty", "offlung": "off_lung", "off-lung": "off_lung"}
 
 
-def score_components(*, top_scores: np.ndarray, class_scores: np.ndarray, boxes: np.ndarray, flip_boxes: np.ndarray,
-                     widths: np.ndarray, probs: np.ndarray, member_probs: np.ndarray,
-                     off_lung: np.ndarray) -> dict[str, np.ndarray]:
+def score_components(*, top_scores: NDArray[Any], class_scores: NDArray[Any], boxes: NDArray[Any], flip_boxes: NDArray[Any],
+                     widths: NDArray[Any], probs: NDArray[Any], member_probs: NDArray[Any],
+                     off_lung: NDArray[Any]) -> dict[str, NDArray[Any]]:
     """Every component [N] by name (see COMPONENTS), from a pool's stored model outputs.
 
     top_scores[N], class_scores[N, 2], boxes[N, 4], flip_boxes[N, 4] (mirror's pixels), widths[N]:

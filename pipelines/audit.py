@@ -5,10 +5,12 @@ Nothing here touches the database; `workbench.analysis` feeds these functions ar
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import combinations
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 # 11x11 DCT bits = 121 bits = 31 hex digits, so a hash fits Image.phash (String(32)). On the
 # Kermany subset the 64-bit default (8x8) separates nothing: unrelated chest films sit 2-4 bits
@@ -33,7 +35,7 @@ def phash_hex(path: str) -> str:
         return str(imagehash.phash(img, hash_size=PHASH_SIZE))
 
 
-def hex_to_bits(hashes: Sequence[str]) -> np.ndarray:
+def hex_to_bits(hashes: Sequence[str]) -> NDArray[Any]:
     """Hex hashes of equal length -> bytes[N, ceil(len/2)] (uint8), for XOR + popcount."""
     if not hashes:
         return np.zeros((0, 0), dtype=np.uint8)
@@ -82,8 +84,11 @@ def near_duplicate_groups(hashes: Sequence[str], threshold: int, *, block: int =
     return sorted((g for g in members.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def groups_across_parts(groups: Sequence[Sequence[int]], parts: Sequence[str | None]) -> list[list[int]]:
-    """The groups whose members sit in two or more parts of a split (None = not in the split)."""
+def groups_across_parts(groups: Sequence[Sequence[int]],
+                        parts: Sequence[str | None] | Mapping[int, str | None]) -> list[list[int]]:
+    """The groups whose members sit in two or more parts of a split (None = not in the split).
+
+    parts[i] is image i's part: a sequence by position, or a mapping by image id."""
     out = []
     for g in groups:
         seen = {parts[i] for i in g if parts[i] is not None}
@@ -92,7 +97,7 @@ def groups_across_parts(groups: Sequence[Sequence[int]], parts: Sequence[str | N
     return out
 
 
-def patient_overlap(patient_keys: Sequence[str], parts: Sequence[str], *, examples: int = 5) -> dict:
+def patient_overlap(patient_keys: Sequence[str], parts: Sequence[str], *, examples: int = 5) -> dict[str, Any]:
     """Patients whose images sit in more than one part of a split.
 
     Returns {"patients": P, "shared_patients": S, "shared_images": images of those S patients,
@@ -117,7 +122,7 @@ def patient_overlap(patient_keys: Sequence[str], parts: Sequence[str], *, exampl
     }
 
 
-def _oriented_auc(values: np.ndarray, y: np.ndarray) -> float:
+def _oriented_auc(values: NDArray[Any], y: NDArray[Any]) -> float:
     """ROC-AUC of one feature used as a score, in whichever direction separates better (>= 0.5)."""
     from sklearn.metrics import roc_auc_score
 
@@ -135,7 +140,7 @@ def metadata_shortcut(
     groups: Sequence[str] | None = None,
     folds: int = 5,
     seed: int = 0,
-) -> dict:
+) -> dict[str, Any]:
     """How well image width, height and mode alone predict the label.
 
     Model: logistic regression on (log width, log height, is-RGB), standardised; scored by
@@ -171,7 +176,7 @@ def metadata_shortcut(
             "median_aspect": round(float(np.median(h[m] / w[m])), 4),
             "rgb_fraction": round(float(rgb[m].mean()), 4),
         }
-    result: dict = {"n": n, "positive": positive, "per_class": per_class, "features": {}, "auc": None}
+    result: dict[str, Any] = {"n": n, "positive": positive, "per_class": per_class, "features": {}, "auc": None}
     smallest = min(int(y.sum()), int(n - y.sum()))
     if smallest < 2:
         result["skipped"] = "needs at least 2 images of each class"
@@ -180,7 +185,7 @@ def metadata_shortcut(
         avg = {lab: float(np.mean(values[np.array([x == lab for x in labels])])) for lab in per_class}
         result["features"][name] = {
             "auc_alone": round(_oriented_auc(values, y), 4),
-            "higher_in": max(avg, key=avg.get) if len(set(avg.values())) > 1 else None,
+            "higher_in": max(avg, key=lambda lab: avg[lab]) if len(set(avg.values())) > 1 else None,
         }
     k = min(folds, smallest)
     if groups is not None:

@@ -8,16 +8,23 @@ Maps come back at the image file's size, float32 in [0, 1].
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import cv2
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from pytorch_grad_cam import EigenCAM, GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
+if TYPE_CHECKING:
+    from pipelines.classification import Ensemble
 
-def fpn_reshape(features) -> torch.Tensor:
+
+def fpn_reshape(features: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """FPN levels -> one [N, C*L, H, W] tensor at the finest level's size.
 
     (The library's fasterrcnn_reshape_transform pools to the coarsest level, which is 1x1 on
@@ -28,18 +35,19 @@ def fpn_reshape(features) -> torch.Tensor:
     return torch.cat([torch.nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps], dim=1)
 
 
-def _to_size(cam: np.ndarray, width: int, height: int) -> np.ndarray:
-    cam = cv2.resize(cam.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(cam, 0.0, 1.0)
+def _to_size(cam: NDArray[Any], width: int, height: int) -> NDArray[Any]:
+    resized = cv2.resize(cam.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(np.clip(resized, 0.0, 1.0))
 
 
-def overlay(image_rgb: np.ndarray, cam: np.ndarray) -> np.ndarray:
+def overlay(image_rgb: NDArray[Any], cam: NDArray[Any]) -> NDArray[Any]:
     """uint8 [H, W, 3] picture of `cam` [H, W] over `image_rgb` uint8 [H, W, 3]."""
-    return show_cam_on_image(image_rgb.astype(np.float32) / 255.0, cam, use_rgb=True, image_weight=0.6)
+    picture: NDArray[Any] = show_cam_on_image(image_rgb.astype(np.float32) / 255.0, cam, use_rgb=True, image_weight=0.6)
+    return picture
 
 
-def ensemble_cams(model: nn.Module, input_tensor: torch.Tensor, image_size: tuple[int, int],
-                  target_class: int | None = None) -> dict[str, np.ndarray]:
+def ensemble_cams(model: Ensemble, input_tensor: torch.Tensor, image_size: tuple[int, int],
+                  target_class: int | None = None) -> dict[str, NDArray[Any]]:
     """Member -> Grad-CAM map [H, W] for one image.
 
     input_tensor: [1, 3, S, S] as fed to the model; image_size: the file's (width, height);
@@ -49,7 +57,7 @@ def ensemble_cams(model: nn.Module, input_tensor: torch.Tensor, image_size: tupl
     with torch.no_grad():
         predicted = int(model(input_tensor).argmax(dim=1)[0])
     targets = [ClassifierOutputTarget(predicted if target_class is None else target_class)]
-    maps = {}
+    maps: dict[str, NDArray[Any]] = {}
     for name, layer in model.cam_layers().items():
         # Frozen layers still need gradients flowing through them for Grad-CAM.
         with GradCAM(model=model, target_layers=[layer]) as cam, torch.enable_grad():
@@ -59,7 +67,7 @@ def ensemble_cams(model: nn.Module, input_tensor: torch.Tensor, image_size: tupl
 
 
 def detector_cam(model: nn.Module, layer: nn.Module, input_tensor: torch.Tensor, image_size: tuple[int, int],
-                 *, fpn: bool) -> np.ndarray:
+                 *, fpn: bool) -> NDArray[Any]:
     """EigenCAM map [H, W] of the detector's backbone for one image [1, 3, S, S] in [0, 1]."""
     model.eval()
     reshape = fpn_reshape if fpn else None

@@ -9,12 +9,13 @@ Input: [N, 3, S, S] ImageNet-normalised; output: logits [N, 2] (index 1 = PNEUMO
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Self
 
 import torch
 from torch import nn
 
-from pipelines.models import build_feature_extractor, get_layer, get_spec
-from pipelines.registry import HEADS
+from pipelines.models import build_feature_extractor, get_layer
+from pipelines.registry import HEADS, get_spec
 
 
 class Ensemble(nn.Module):
@@ -29,6 +30,7 @@ class Ensemble(nn.Module):
         self.member_names = list(members)
         self.head = head
         self.members = nn.ModuleList(build_feature_extractor(m, weights, allow_fallback=allow_fallback) for m in members)
+        self.combine: nn.Module
         if head == "fc1":
             self.member_heads = nn.ModuleList(nn.Linear(s.feature_dim, 2) for s in specs)
             self.combine = nn.Linear(2 * len(specs), 2)
@@ -55,7 +57,7 @@ class Ensemble(nn.Module):
                 if own and all(id(p) in frozen for p in own):
                     self._frozen.append(module)
 
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> Self:
         super().train(mode)
         for module in self._frozen:
             module.eval()
@@ -63,9 +65,9 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [head(member(x)) for member, head in zip(self.members, self.member_heads, strict=True)]
-        if self.head == "fc1":
-            return self.combine(torch.cat([o.softmax(dim=1) for o in outs], dim=1))
-        return self.combine(torch.stack(outs).sum(dim=0))
+        joined = torch.cat([o.softmax(dim=1) for o in outs], dim=1) if self.head == "fc1" else torch.stack(outs).sum(dim=0)
+        logits: torch.Tensor = self.combine(joined)
+        return logits
 
     def cam_layers(self) -> dict[str, nn.Module]:
         """Member name -> the layer Grad-CAM hooks (its last convolutional block)."""

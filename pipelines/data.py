@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import albumentations as A
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
+from numpy.typing import NDArray
 from PIL import Image as PILImage
 
 from pipelines.imagecheck import DECODE_ERRORS, read_error
 from pipelines.registry import AUGMENTATIONS
+
+Box = tuple[float, float, float, float]  # pixels of the file: x_min, y_min, x_max, y_max (exclusive max)
 
 LABELS = ("NORMAL", "PNEUMONIA")  # class index 0, 1 for the classifier (pneumonia positive)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -31,10 +35,10 @@ class ImageRecord:
     image_id: int | None
     path: str
     label: int  # 0 NORMAL, 1 PNEUMONIA
-    box: tuple[float, float, float, float] | None = None  # pixels of the file, exclusive max
+    box: Box | None = None
 
 
-def load_grey_rgb(path: str, target: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def load_grey_rgb(path: str, target: int | None = None) -> tuple[NDArray[Any], tuple[int, int]]:
     """The image as uint8 [H, W, 3] (grey replicated) and the file's (width, height).
 
     With `target`, JPEG decoding may shrink by a power of two while keeping both sides >= target
@@ -51,7 +55,7 @@ def load_grey_rgb(path: str, target: int | None = None) -> tuple[np.ndarray, tup
     return np.repeat(grey[:, :, None], 3, axis=2), size
 
 
-def augmentation(name: str) -> list:
+def augmentation(name: str) -> list[Any]:
     """The study's augmentations: Affine(rotate 20 deg, translate 15%/20%) or Rotate(30 deg)."""
     if name == "none":
         return []
@@ -77,7 +81,7 @@ def detector_transform(image_size: int, augment: str = "none") -> A.Compose:
     )
 
 
-class ClassificationDataset(torch.utils.data.Dataset):
+class ClassificationDataset(torch.utils.data.Dataset[Any]):
     """Items: (image [3, S, S] float, label int)."""
 
     def __init__(self, records: Sequence[ImageRecord], image_size: int, augment: str = "none"):
@@ -88,13 +92,13 @@ class ClassificationDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         rec = self.records[i]
         image, _ = load_grey_rgb(rec.path, self.image_size)
         return self.transform(image=image)["image"], rec.label
 
 
-def _scaled_box(box, file_size, loaded_shape) -> list[float]:
+def _scaled_box(box: Box, file_size: tuple[int, int], loaded_shape: tuple[int, ...]) -> list[float]:
     sx = loaded_shape[1] / file_size[0]
     sy = loaded_shape[0] / file_size[1]
     x0, y0, x1, y1 = box
@@ -102,7 +106,7 @@ def _scaled_box(box, file_size, loaded_shape) -> list[float]:
     return [max(0.0, x0 * sx), max(0.0, y0 * sy), min(float(w), x1 * sx), min(float(h), y1 * sy)]
 
 
-class DetectionDataset(torch.utils.data.Dataset):
+class DetectionDataset(torch.utils.data.Dataset[Any]):
     """Items: (image [3, S, S] in [0, 1], target {boxes [1, 4] in S-pixels, labels [1]}).
 
     Detector label = 1 + classifier label (1 normal chest, 2 pneumonia chest). Records without a
@@ -118,7 +122,7 @@ class DetectionDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         rec = self.records[i]
         image, file_size = load_grey_rgb(rec.path, self.image_size)
         boxes = [_scaled_box(rec.box, file_size, image.shape)] if rec.box is not None else []
@@ -134,6 +138,6 @@ class DetectionDataset(torch.utils.data.Dataset):
         return out["image"], target
 
 
-def collate_detection(batch):
+def collate_detection(batch: Sequence[tuple[Any, ...]]) -> tuple[tuple[Any, ...], ...]:
     """Detection batches stay lists (images may differ in content, targets in length)."""
     return tuple(zip(*batch, strict=True))

@@ -7,18 +7,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from numpy.typing import NDArray
 
 CLASS_COLOURS = {"NORMAL": "tab:blue", "PNEUMONIA": "tab:red"}
 DPI = 110
 
 
-def load_grey(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
+def load_grey(path: str, size: tuple[int, int] | None = None) -> NDArray[Any]:
     """One image as float32[H, W] greyscale 0..255; resized (bilinear, aspect not kept) to
     size=(width, height) when given, as the seed study fed 299x299 inputs."""
     from PIL import Image
@@ -38,14 +41,14 @@ class RunningMoments:
 
     shape: tuple[int, ...]
     n: int = 0
-    _mean: np.ndarray = field(init=False, repr=False)
-    _m2: np.ndarray = field(init=False, repr=False)
+    _mean: NDArray[Any] = field(init=False, repr=False)
+    _m2: NDArray[Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._mean = np.zeros(self.shape, dtype=np.float64)
         self._m2 = np.zeros(self.shape, dtype=np.float64)
 
-    def add(self, image: np.ndarray) -> None:
+    def add(self, image: NDArray[Any]) -> None:
         if image.shape != self.shape:
             raise ValueError(f"image shape {image.shape} != {self.shape}")
         self.n += 1
@@ -54,33 +57,32 @@ class RunningMoments:
         self._m2 += delta * (image - self._mean)
 
     @property
-    def mean(self) -> np.ndarray:
+    def mean(self) -> NDArray[Any]:
         return self._mean.copy()
 
     @property
-    def variance(self) -> np.ndarray:
+    def variance(self) -> NDArray[Any]:
         """Population variance (divides by n); zeros before the first image."""
         return self._m2 / self.n if self.n else self._m2.copy()
 
 
 def fit_line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     """Least-squares y = slope * x + intercept; returns (slope, intercept). Needs 2+ distinct x."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if len(x) < 2 or np.ptp(x) == 0:
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(xs) < 2 or np.ptp(xs) == 0:
         raise ValueError("a line needs at least two distinct x values")
-    slope, intercept = np.polyfit(x, y, 1)
+    slope, intercept = np.polyfit(xs, ys, 1)
     return float(slope), float(intercept)
 
 
-def plot_size_scatter(sizes: Mapping[str, tuple[Sequence[int], Sequence[int]]], path: Path) -> dict:
+def plot_size_scatter(sizes: Mapping[str, tuple[Sequence[int], Sequence[int]]], path: Path) -> dict[str, Any]:
     """Figure 1: width vs height per class with the least-squares line height = a * width + b.
 
     sizes: label -> (widths, heights). Returns label -> {"n", "slope", "intercept"} (slope None
     when a class has too few distinct widths).
     """
     fig, ax = plt.subplots(figsize=(7, 5.5))
-    fits = {}
+    fits: dict[str, dict[str, Any]] = {}
     for label, (widths, heights) in sorted(sizes.items()):
         colour = CLASS_COLOURS.get(label)
         ax.scatter(widths, heights, s=7, alpha=0.35, color=colour, edgecolors="none")
@@ -103,7 +105,7 @@ def plot_size_scatter(sizes: Mapping[str, tuple[Sequence[int], Sequence[int]]], 
     return fits
 
 
-def plot_image_grid(images: Mapping[str, Sequence[np.ndarray]], captions: Mapping[str, Sequence[str]],
+def plot_image_grid(images: Mapping[str, Sequence[NDArray[Any]]], captions: Mapping[str, Sequence[str]],
                     path: Path, title: str, *, same_scale: bool = False) -> None:
     """Figures 2 and 3: one row per class, one greyscale image per cell, each with its caption.
 
@@ -132,7 +134,7 @@ def plot_image_grid(images: Mapping[str, Sequence[np.ndarray]], captions: Mappin
     _save(fig, path)
 
 
-def plot_mean_images(means: Mapping[str, np.ndarray], counts: Mapping[str, int], path: Path) -> None:
+def plot_mean_images(means: Mapping[str, NDArray[Any]], counts: Mapping[str, int], path: Path) -> None:
     """Figure 4: the per-pixel mean image of each class, on one shared grey scale."""
     labels = sorted(means)
     fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 4.6), squeeze=False)
@@ -144,7 +146,7 @@ def plot_mean_images(means: Mapping[str, np.ndarray], counts: Mapping[str, int],
     _save(fig, path, tight=False)
 
 
-def plot_difference(a: np.ndarray, b: np.ndarray, label_a: str, label_b: str, path: Path) -> dict:
+def plot_difference(a: NDArray[Any], b: NDArray[Any], label_a: str, label_b: str, path: Path) -> dict[str, Any]:
     """Figure 5: a - b on a diverging scale centred at 0. Returns {"min", "max", "mean_abs"}."""
     diff = a - b
     bound = float(np.abs(diff).max()) or 1.0
@@ -158,13 +160,13 @@ def plot_difference(a: np.ndarray, b: np.ndarray, label_a: str, label_b: str, pa
             "mean_abs": round(float(np.abs(diff).mean()), 2)}
 
 
-def argmax_2d(values: np.ndarray) -> tuple[int, int]:
+def argmax_2d(values: NDArray[Any]) -> tuple[int, int]:
     """(row, col) of the largest value (the first one in row-major order on ties)."""
     row, col = np.unravel_index(int(np.argmax(values)), values.shape)
     return int(row), int(col)
 
 
-def plot_variance(variances: Mapping[str, np.ndarray], path: Path) -> dict:
+def plot_variance(variances: Mapping[str, NDArray[Any]], path: Path) -> dict[str, Any]:
     """Figure 6: per-pixel variance per class, its maximum marked. Returns label -> {"max", "row", "col"}."""
     labels = sorted(variances)
     top = max(float(v.max()) for v in variances.values()) or 1.0
@@ -197,7 +199,7 @@ def write_index(path: Path, title: str, sections: Sequence[tuple[str, str, str]]
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
 
 
-def _save(fig, path: Path, *, tight: bool = True) -> None:
+def _save(fig: Figure, path: Path, *, tight: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if tight:
         fig.tight_layout()

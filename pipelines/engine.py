@@ -9,13 +9,15 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Iterable
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterable, Iterator, Sized
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 from pipelines.progress import progress_bar
@@ -58,27 +60,27 @@ class Task:
     kind: str
     class_weight: tuple[float, ...] | None = None  # classifier cross-entropy weight per class
 
-    def to_device(self, batch, device):
+    def to_device(self, batch: tuple[Any, Any], device: torch.device) -> tuple[Any, Any]:
         images, targets = batch
         if self.kind == "classifier":
             return images.to(device, non_blocking=True), torch.as_tensor(targets).to(device)
         return [im.to(device) for im in images], [{k: v.to(device) for k, v in t.items()} for t in targets]
 
-    def loss(self, model: nn.Module, images, targets) -> tuple[torch.Tensor, int | None]:
+    def loss(self, model: nn.Module, images: Any, targets: Any) -> tuple[torch.Tensor, int | None]:
         """(mean loss, number of correct predictions or None when the model is not asked)."""
         if self.kind == "classifier":
             logits = model(images)
             weight = torch.tensor(self.class_weight, device=logits.device) if self.class_weight else None
             loss = nn.functional.cross_entropy(logits.float(), targets, weight=weight)
             return loss, int((logits.argmax(dim=1) == targets).sum())
-        losses = model(images, targets)
-        return sum(losses.values()), None
+        losses: dict[str, torch.Tensor] = model(images, targets)
+        return cast(torch.Tensor, sum(losses.values())), None
 
-    def size(self, images) -> int:
+    def size(self, images: Sized) -> int:
         return len(images)
 
 
-def _autocast(device: torch.device):
+def _autocast(device: torch.device) -> AbstractContextManager[Any]:
     return torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
 
 
@@ -89,9 +91,10 @@ def _check_finite(loss: torch.Tensor) -> float:
     return value
 
 
-def train_one_epoch(model: nn.Module, optimizer, loader: Iterable, device: torch.device, task: Task, *,
-                    scaler: torch.amp.GradScaler | None = None, scheduler=None, desc: str = "train",
-                    progress: bool = True) -> dict:
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable[Any], device: torch.device,
+                    task: Task, *, scaler: torch.amp.GradScaler | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, desc: str = "train",
+                    progress: bool = True) -> dict[str, Any]:
     """One pass over `loader`; returns {"loss": mean per image, "accuracy": or None}."""
     model.train()
     total, correct, n, n_scored = 0.0, 0, 0, 0
@@ -122,7 +125,7 @@ def train_one_epoch(model: nn.Module, optimizer, loader: Iterable, device: torch
 
 
 @contextmanager
-def _loss_mode(model: nn.Module, task: Task):
+def _loss_mode(model: nn.Module, task: Task) -> Iterator[None]:
     """torchvision detectors return losses only in train mode; keep BatchNorm/Dropout frozen."""
     was_training = model.training
     if task.kind == "detector":
@@ -139,8 +142,8 @@ def _loss_mode(model: nn.Module, task: Task):
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: Iterable, device: torch.device, task: Task, *, progress: bool = False,
-             desc: str = "val") -> dict:
+def evaluate(model: nn.Module, loader: Iterable[Any], device: torch.device, task: Task, *, progress: bool = False,
+             desc: str = "val") -> dict[str, Any]:
     """Mean loss (and accuracy for classifiers) on `loader` without changing the model."""
     total, correct, n, n_scored = 0.0, 0, 0, 0
     with _loss_mode(model, task):
@@ -158,10 +161,10 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, task: Tas
 
 
 @torch.inference_mode()
-def predict_probs(model: nn.Module, loader: Iterable, device: torch.device, *, progress: bool = False) -> np.ndarray:
+def predict_probs(model: nn.Module, loader: Iterable[Any], device: torch.device, *, progress: bool = False) -> NDArray[Any]:
     """Classifier softmax probabilities, probs[N, 2] (column 1 = PNEUMONIA)."""
     model.eval()
-    out = []
+    out: list[NDArray[Any]] = []
     for images, _ in progress_bar(loader, desc="predict", leave=False, disable=not progress, unit="batch"):
         with _autocast(device):
             logits = model(images.to(device))
@@ -170,10 +173,11 @@ def predict_probs(model: nn.Module, loader: Iterable, device: torch.device, *, p
 
 
 @torch.inference_mode()
-def predict_detections(model: nn.Module, loader: Iterable, device: torch.device, *, progress: bool = False) -> list[dict]:
+def predict_detections(model: nn.Module, loader: Iterable[Any], device: torch.device, *,
+                       progress: bool = False) -> list[dict[str, Any]]:
     """Per image: {"boxes": [K, 4] input pixels, "scores": [K], "labels": [K]} as NumPy, best first."""
     model.eval()
-    out = []
+    out: list[dict[str, Any]] = []
     for images, _ in progress_bar(loader, desc="predict", leave=False, disable=not progress, unit="batch"):
         with _autocast(device):
             preds = model([im.to(device) for im in images])
@@ -184,8 +188,9 @@ def predict_detections(model: nn.Module, loader: Iterable, device: torch.device,
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "config", "history")
 
 
-def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, epoch: int, config: dict, history: list,
-                    best_val_loss: float | None) -> None:
+def save_checkpoint(path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None, scaler: torch.amp.GradScaler | None,
+                    epoch: int, config: dict[str, Any], history: list[Any], best_val_loss: float | None) -> None:
     """Write the checkpoint dict atomically (a crash mid-write never leaves a half file)."""
     state = {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -198,7 +203,7 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, epoch: i
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint dict; CorruptCheckpoint when missing, unreadable or incomplete."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def detect_layout(root: Path, sample_names: list[str]) -> str:
     return "kaggle" if "val" in splits else "mendeley_v2"
 
 
-def find_roots(path: Path, onerror=None) -> list[Path]:
+def find_roots(path: Path, onerror: Callable[[OSError], object] | None = None) -> list[Path]:
     """Folders that hold a `chest_xray` tree with split folders, at or below `path`.
 
     A `chest_xray` nested inside another one (the Kaggle archive's duplicate copy) and anything

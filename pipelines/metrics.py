@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import confusion_matrix, roc_auc_score
 from torchvision.ops import box_iou
 
@@ -21,7 +23,7 @@ def _safe(num: float, den: float) -> float:
     return float(num / den) if den else 0.0
 
 
-def rates_from_confusion(cm: np.ndarray) -> dict:
+def rates_from_confusion(cm: NDArray[Any]) -> dict[str, Any]:
     """Accuracy, F1, precision, recall, specificity from cm = [[tn, fp], [fn, tp]].
 
     A ratio with a zero denominator is 0.0 (scikit-learn's zero_division=0).
@@ -38,7 +40,7 @@ def rates_from_confusion(cm: np.ndarray) -> dict:
     }
 
 
-def _point(y_true: np.ndarray, y_pred: np.ndarray, y_score: np.ndarray, *, fast: bool = False) -> dict:
+def _point(y_true: NDArray[Any], y_pred: NDArray[Any], y_score: NDArray[Any], *, fast: bool = False) -> dict[str, Any]:
     # The bootstrap's 1000 resamples count with bincount; the point estimate uses scikit-learn.
     cm = np.bincount(2 * y_true + y_pred, minlength=4).reshape(2, 2) if fast else confusion_matrix(y_true, y_pred, labels=[0, 1])
     out = rates_from_confusion(cm)
@@ -47,8 +49,8 @@ def _point(y_true: np.ndarray, y_pred: np.ndarray, y_score: np.ndarray, *, fast:
     return out
 
 
-def classification_metrics(y_true, y_score, y_pred=None, *, threshold: float = 0.5, n_boot: int = 1000,
-                           seed: int = 0) -> dict:
+def classification_metrics(y_true: ArrayLike, y_score: ArrayLike, y_pred: ArrayLike | None = None, *,
+                           threshold: float = 0.5, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Metrics with pneumonia positive and percentile bootstrap 95% intervals.
 
     y_true[N] in {0, 1}; y_score[N] = P(pneumonia); y_pred[N] defaults to y_score >= threshold.
@@ -62,14 +64,14 @@ def classification_metrics(y_true, y_score, y_pred=None, *, threshold: float = 0
         raise ValueError("y_true, y_score and y_pred must be non-empty and of one length")
     result = {"n": int(len(y_true)), **_point(y_true, y_pred, y_score)}
     rng = np.random.default_rng(seed)
-    samples: dict[str, list] = {k: [] for k in (*SCALAR_METRICS, "confusion_matrix")}
+    samples: dict[str, list[Any]] = {k: [] for k in (*SCALAR_METRICS, "confusion_matrix")}
     for _ in range(n_boot):
         idx = rng.integers(0, len(y_true), len(y_true))
         boot = _point(y_true[idx], y_pred[idx], y_score[idx], fast=True)
         for k, v in boot.items():
             if v is not None:
                 samples[k].append(v)
-    ci: dict = {}
+    ci: dict[str, Any] = {}
     for k in SCALAR_METRICS:
         vals = np.asarray(samples[k], dtype=float)
         ci[k] = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if len(vals) else None
@@ -83,7 +85,7 @@ def classification_metrics(y_true, y_score, y_pred=None, *, threshold: float = 0
     return result
 
 
-def detection_map(predictions: list[dict], targets: list[dict]) -> dict:
+def detection_map(predictions: list[dict[str, Any]], targets: list[dict[str, Any]]) -> dict[str, Any]:
     """Class-agnostic chest-box COCO mAP (pycocotools).
 
     predictions[i]: {"boxes": [K, 4] xyxy pixels, "scores": [K]}; targets[i]: {"boxes": [M, 4]}.
@@ -94,7 +96,9 @@ def detection_map(predictions: list[dict], targets: list[dict]) -> dict:
 
     if len(predictions) != len(targets) or not targets:
         raise ValueError("need one prediction per target image, and at least one image")
-    images, anns, dets = [], [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    dets: list[dict[str, Any]] = []
     for i, (pred, tgt) in enumerate(zip(predictions, targets, strict=True)):
         boxes = np.asarray(tgt["boxes"], dtype=float).reshape(-1, 4)
         w = float(max(boxes[:, 2].max(initial=1.0), 1.0))
@@ -118,12 +122,13 @@ def detection_map(predictions: list[dict], targets: list[dict]) -> dict:
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    def clean(x):
+    def clean(x: float) -> float | None:
         return None if x < 0 else float(x)
+
     return {"map50_95": clean(ev.stats[0]), "map50": clean(ev.stats[1])}
 
 
-def mean_iou(pred_boxes: list, gt_boxes: list) -> float:
+def mean_iou(pred_boxes: list[Any], gt_boxes: list[Any]) -> float:
     """Mean IoU of each image's top predicted box with its ground-truth box (0 when none predicted).
 
     pred_boxes[i]: [4] xyxy or None; gt_boxes[i]: [4] xyxy.

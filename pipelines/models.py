@@ -13,12 +13,14 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
 from torch import nn
 
-from pipelines.registry import BACKBONES, REGISTRY, BackboneSpec, UnknownBackbone, get_spec  # noqa: F401 - re-exported
+from pipelines.registry import BackboneSpec, get_spec
+from pipelines.registry import UnknownBackbone as UnknownBackbone  # raised by the builders here; callers catch it
 
 
 class WeightsUnavailable(RuntimeError):
@@ -33,16 +35,18 @@ def _fall_back(name: str, reason: str) -> None:
     warnings.warn(f"{name}: {reason}; starting from random weights", WeightsFallback, stacklevel=3)
 
 
-def weights_enum(spec: BackboneSpec):
+def weights_enum(spec: BackboneSpec) -> torchvision.models.WeightsEnum:
     enum_name, member = spec.weights.split(".")
-    return getattr(torchvision.models, enum_name)[member]
+    weights: torchvision.models.WeightsEnum = getattr(torchvision.models, enum_name)[member]
+    return weights
 
 
-def _cache_file(weights) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+def _cache_file(weights: torchvision.models.WeightsEnum) -> Path:
+    url: str = weights.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def load_state_dict(name: str, policy: str, *, allow_fallback: bool = False) -> dict | None:
+def load_state_dict(name: str, policy: str, *, allow_fallback: bool = False) -> dict[str, Any] | None:
     """The pretrained state_dict for backbone `name` under `policy`; None means random init.
 
     Raises WeightsUnavailable with a one-line message when ImageNet weights cannot be had and
@@ -54,7 +58,8 @@ def load_state_dict(name: str, policy: str, *, allow_fallback: bool = False) -> 
     if policy != "imagenet":
         path = Path(policy).expanduser()
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+            return state
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user problem
             if allow_fallback:
                 _fall_back(name, f"cannot read weights file {path} ({type(exc).__name__})")
@@ -64,10 +69,12 @@ def load_state_dict(name: str, policy: str, *, allow_fallback: bool = False) -> 
     cached = _cache_file(weights)
     try:
         if cached.is_file():
-            return torch.load(cached, map_location="cpu", weights_only=True)
+            state = torch.load(cached, map_location="cpu", weights_only=True)
+            return state
         # torch.hub announces the download on stdout, which belongs to `--json` output.
         with contextlib.redirect_stdout(sys.stderr):
-            return weights.get_state_dict(progress=False, check_hash=True)
+            state = weights.get_state_dict(progress=False, check_hash=True)
+            return state
     except Exception as exc:  # noqa: BLE001 - offline, proxy, bad hash: one message for all
         if allow_fallback:
             _fall_back(name, f"ImageNet weights are not cached in {cached.parent} and could not be downloaded "
@@ -84,10 +91,10 @@ def build_classification_model(name: str, policy: str = "none", *, allow_fallbac
     spec = get_spec(name)
     state = load_state_dict(name, policy, allow_fallback=allow_fallback)
     kwargs = {"aux_logits": True, "init_weights": False} if name == "inception_v3" else {}
-    model = getattr(torchvision.models, spec.builder)(weights=None, **kwargs)
+    model: nn.Module = getattr(torchvision.models, spec.builder)(weights=None, **kwargs)
     if state is not None:
         model.load_state_dict(state)
-    if name == "inception_v3":
+    if isinstance(model, torchvision.models.Inception3):
         # The auxiliary head only helps 299 px training from scratch; the study used the main output.
         model.aux_logits = False
         model.AuxLogits = None

@@ -7,9 +7,11 @@ Values are plain dicts so they parse without torch; workbench turns them into co
 """
 from __future__ import annotations
 
+from typing import Any
+
 STUDY_MEMBERS = ("resnet18", "densenet121", "inception_v3")
 
-CLASSIFIER_PRESETS: dict[str, dict] = {
+CLASSIFIER_PRESETS: dict[str, dict[str, Any]] = {
     "table2-1": {"augment": "none", "optimizer": "sgd", "head": "fc1"},
     "table2-2": {"augment": "affine", "optimizer": "sgd", "head": "fc1"},
     "table2-3": {"augment": "rotate", "optimizer": "sgd", "head": "fc1"},
@@ -20,7 +22,7 @@ CLASSIFIER_PRESETS: dict[str, dict] = {
 for _row in CLASSIFIER_PRESETS.values():
     _row.update(members=STUDY_MEMBERS, image_size=299, epochs=30)
 
-DETECTOR_PRESETS: dict[str, dict] = {
+DETECTOR_PRESETS: dict[str, dict[str, Any]] = {
     "table3-1": {"augment": "none", "backbone": "resnet50"},
     "table3-2": {"augment": "none", "backbone": "mobilenet_v2"},
     "table3-3": {"augment": "affine", "backbone": "resnet50"},
@@ -32,7 +34,7 @@ class UnknownPreset(ValueError):
     pass
 
 
-def get_preset(kind: str, name: str) -> dict:
+def get_preset(kind: str, name: str) -> dict[str, Any]:
     """The overrides for preset `name` of trainer `kind` ("classifier" or "detector")."""
     table = CLASSIFIER_PRESETS if kind == "classifier" else DETECTOR_PRESETS
     if name not in table:

@@ -9,16 +9,18 @@ import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from numpy.typing import NDArray
 from sklearn.metrics import roc_curve  # noqa: E402
 
 
-def plot_curves(history: list[dict], path: Path) -> Path:
+def plot_curves(history: list[dict[str, Any]], path: Path) -> Path:
     """history[i]: {"epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"}."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [h["epoch"] for h in history]
@@ -37,11 +39,11 @@ def plot_curves(history: list[dict], path: Path) -> Path:
     return path
 
 
-def plot_confusion(cm: Sequence[Sequence[int]], path: Path, labels=("NORMAL", "PNEUMONIA")) -> Path:
-    cm = np.asarray(cm)
+def plot_confusion(cm: Sequence[Sequence[int]], path: Path, labels: Sequence[str] = ("NORMAL", "PNEUMONIA")) -> Path:
+    counts = np.asarray(cm)
     fig, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(cm, cmap="Blues")
-    for (i, j), v in np.ndenumerate(cm):
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), v in np.ndenumerate(counts):
         ax.text(j, i, str(v), ha="center", va="center", color="black")
     ax.set_xticks([0, 1], labels)
     ax.set_yticks([0, 1], labels)
@@ -53,7 +55,8 @@ def plot_confusion(cm: Sequence[Sequence[int]], path: Path, labels=("NORMAL", "P
     return path
 
 
-def plot_roc(y_true, y_score, path: Path, auc: float | None) -> Path:
+def plot_roc(y_true: NDArray[Any] | Sequence[int], y_score: NDArray[Any] | Sequence[float], path: Path,
+             auc: float | None) -> Path:
     fig, ax = plt.subplots(figsize=(4, 4))
     if len(set(np.asarray(y_true).tolist())) == 2:
         fpr, tpr, _ = roc_curve(y_true, y_score)
@@ -68,7 +71,7 @@ def plot_roc(y_true, y_score, path: Path, auc: float | None) -> Path:
     return path
 
 
-def plot_image_grid(images: list[np.ndarray], titles: list[str], path: Path, *, boxes: list[list] | None = None,
+def plot_image_grid(images: list[NDArray[Any]], titles: list[str], path: Path, *, boxes: list[list[Any]] | None = None,
                     cols: int = 4) -> Path:
     """Images uint8 [H, W, 3]; boxes[i]: list of (xyxy, colour, text) drawn on image i."""
     rows = max(1, -(-len(images) // cols))
@@ -89,7 +92,7 @@ def plot_image_grid(images: list[np.ndarray], titles: list[str], path: Path, *, 
     return path
 
 
-def _fmt(metrics: dict, key: str) -> str:
+def _fmt(metrics: dict[str, Any], key: str) -> str:
     value = metrics.get(key)
     if value is None:
         return "n/a"
@@ -97,7 +100,8 @@ def _fmt(metrics: dict, key: str) -> str:
     return f"{value:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
 
 
-def write_report(folder: Path, title: str, metrics: dict, figures: dict[str, str], *, config: dict | None = None) -> Path:
+def write_report(folder: Path, title: str, metrics: dict[str, Any], figures: dict[str, str], *,
+                 config: dict[str, Any] | None = None) -> Path:
     """Write index.md and index.html in `folder` (figures: caption -> PNG file name there)."""
     keys = [k for k in ("accuracy", "f1", "precision", "recall", "specificity", "roc_auc", "map50", "map50_95", "mean_iou")
             if k in metrics]

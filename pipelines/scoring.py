@@ -12,21 +12,26 @@ Pure array scoring lives in pipelines.active; this module only runs models.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 from pipelines.active import class_scores_from_detections
 from pipelines.data import classifier_transform, detector_transform, load_grey_rgb
 
+if TYPE_CHECKING:
+    from pipelines.classification import Ensemble
+
 _NO_BOXES = np.zeros((0, 4), dtype=np.float32)
 
 
-class PoolDataset(torch.utils.data.Dataset):
+class PoolDataset(torch.utils.data.Dataset[Any]):
     """Items: (index, detector image [3, Sd, Sd] in [0, 1], classifier image [3, Sc, Sc] normalised, (W, H))."""
 
     def __init__(self, paths: Sequence[str], det_size: int, cls_size: int):
@@ -38,27 +43,29 @@ class PoolDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, torch.Tensor, tuple[int, int]]:
         image, size = load_grey_rgb(self.paths[i], max(self.det_size, self.cls_size))
         det = self.det_transform(image=image, bboxes=_NO_BOXES, labels=[])["image"]
         cls = self.cls_transform(image=image)["image"]
         return i, det, cls, size
 
 
-def collate_pool(batch):
+def collate_pool(
+    batch: Sequence[tuple[int, torch.Tensor, torch.Tensor, tuple[int, int]]],
+) -> tuple[list[int], list[torch.Tensor], torch.Tensor, NDArray[Any]]:
     idx, det, cls, sizes = zip(*batch, strict=True)
     return list(idx), list(det), torch.stack(cls), np.asarray(sizes, dtype=np.float64)
 
 
 @dataclass
 class DetectorBatch:
-    top_box: np.ndarray  # [B, 4] file pixels (NaN row = no chest found)
-    top_score: np.ndarray  # [B] (NaN = no chest found)
-    class_scores: np.ndarray  # [B, 2] best score for normal chest, pneumonia chest (NaN row = none)
-    flip_box: np.ndarray  # [B, 4] top box on the mirrored image, in the mirror's file pixels
+    top_box: NDArray[Any]  # [B, 4] file pixels (NaN row = no chest found)
+    top_score: NDArray[Any]  # [B] (NaN = no chest found)
+    class_scores: NDArray[Any]  # [B, 2] best score for normal chest, pneumonia chest (NaN row = none)
+    flip_box: NDArray[Any]  # [B, 4] top box on the mirrored image, in the mirror's file pixels
 
 
-def _top(pred: dict, sx: float, sy: float) -> tuple[np.ndarray, float]:
+def _top(pred: dict[str, Any], sx: float, sy: float) -> tuple[NDArray[Any], float]:
     if len(pred["scores"]) == 0:
         return np.full(4, np.nan), float("nan")
     best = int(torch.argmax(pred["scores"]))
@@ -67,7 +74,7 @@ def _top(pred: dict, sx: float, sy: float) -> tuple[np.ndarray, float]:
 
 
 @torch.inference_mode()
-def detect_with_flip(model: nn.Module, images: list[torch.Tensor], sizes: np.ndarray, device: torch.device) -> DetectorBatch:
+def detect_with_flip(model: nn.Module, images: list[torch.Tensor], sizes: NDArray[Any], device: torch.device) -> DetectorBatch:
     """images: B tensors [3, S, S] in [0, 1] (the file squashed to S); sizes[B, 2] file (W, H)."""
     model.eval()
     batch = [im.to(device) for im in images]
@@ -86,14 +93,14 @@ def detect_with_flip(model: nn.Module, images: list[torch.Tensor], sizes: np.nda
 
 @dataclass
 class ClassifierBatch:
-    probs: np.ndarray  # [B, 2] ensemble softmax (column 1 = PNEUMONIA)
-    member_probs: np.ndarray  # [M, B, 2]
-    embeddings: np.ndarray  # [B, D]
-    cams: list[np.ndarray]  # M arrays [B, h_m, w_m], ReLU'd Grad-CAM at each member's grid, unscaled
+    probs: NDArray[Any]  # [B, 2] ensemble softmax (column 1 = PNEUMONIA)
+    member_probs: NDArray[Any]  # [M, B, 2]
+    embeddings: NDArray[Any]  # [B, D]
+    cams: list[NDArray[Any]]  # M arrays [B, h_m, w_m], ReLU'd Grad-CAM at each member's grid, unscaled
 
 
 @contextmanager
-def _frozen(model: nn.Module):
+def _frozen(model: nn.Module) -> Iterator[None]:
     """No parameter tracks gradients (the CAM graph then starts at the hooked activations)."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:
@@ -105,7 +112,7 @@ def _frozen(model: nn.Module):
             p.requires_grad_(flag)
 
 
-def member_probabilities(model: nn.Module, head_outputs: list[torch.Tensor]) -> torch.Tensor:
+def member_probabilities(model: Ensemble, head_outputs: list[torch.Tensor]) -> torch.Tensor:
     """[M, B, 2] each member's own class probabilities.
 
     fc1: the member's 2-class layer. fc2 (members only project to 128 and are summed): the
@@ -114,10 +121,18 @@ def member_probabilities(model: nn.Module, head_outputs: list[torch.Tensor]) -> 
     if model.head == "fc1":
         return torch.stack([o.softmax(dim=1) for o in head_outputs])
     m = len(head_outputs)
-    return torch.stack([model.combine(o * m).softmax(dim=1) for o in head_outputs])
+    combined: list[torch.Tensor] = [model.combine(o * m) for o in head_outputs]
+    return torch.stack([c.softmax(dim=1) for c in combined])
 
 
-def classify_with_cams(model: nn.Module, images: torch.Tensor, device: torch.device) -> ClassifierBatch:
+def _filled(kept: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    """The hooked outputs, each of which the forward pass must have set."""
+    if any(t is None for t in kept):
+        raise RuntimeError("a hooked layer did not run in the forward pass")
+    return [t for t in kept if t is not None]
+
+
+def classify_with_cams(model: Ensemble, images: torch.Tensor, device: torch.device) -> ClassifierBatch:
     """Ensemble outputs and per-member Grad-CAM (Selvaraju et al. 2017) for the predicted class.
 
     images: [B, 3, S, S] normalised. The model is a pipelines.classification.Ensemble.
@@ -130,15 +145,15 @@ def classify_with_cams(model: nn.Module, images: torch.Tensor, device: torch.dev
     heads: list[torch.Tensor | None] = [None] * len(model.member_heads)
     feats: list[torch.Tensor | None] = [None] * len(model.members)
 
-    def keep_act(i):
-        def hook(_module, _inp, out):
+    def keep_act(i: int) -> Callable[[nn.Module, Any, torch.Tensor], torch.Tensor]:
+        def hook(_module: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:
             leaf = out.detach().requires_grad_(True)
             acts[i] = leaf
             return leaf.clone()  # a non-leaf, so in-place ops after the block (DenseNet's ReLU) are allowed
         return hook
 
-    def keep(store, i):
-        def hook(_module, _inp, out):
+    def keep(store: list[torch.Tensor | None], i: int) -> Callable[[nn.Module, Any, torch.Tensor], None]:
+        def hook(_module: nn.Module, _inp: Any, out: torch.Tensor) -> None:
             store[i] = out
         return hook
 
@@ -150,15 +165,17 @@ def classify_with_cams(model: nn.Module, images: torch.Tensor, device: torch.dev
             logits = model(images.to(device))
             predicted = logits.argmax(dim=1)
             target = logits.gather(1, predicted[:, None]).sum()  # images are independent in eval mode
-            grads = torch.autograd.grad(target, acts)
+            kept_acts, kept_heads, kept_feats = _filled(acts), _filled(heads), _filled(feats)
+            grads = torch.autograd.grad(target, kept_acts)
             with torch.no_grad():
-                cams = [torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1)) for g, a in zip(grads, acts, strict=True)]
+                cams = [torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1))
+                        for g, a in zip(grads, kept_acts, strict=True)]
                 probs = logits.float().softmax(dim=1)
-                member = member_probabilities(model, heads)
+                member = member_probabilities(model, kept_heads)
                 if model.head == "fc2":
-                    emb = torch.stack(heads).sum(dim=0)
+                    emb = torch.stack(kept_heads).sum(dim=0)
                 else:
-                    emb = torch.cat([nn.functional.normalize(f.flatten(1), dim=1) for f in feats], dim=1)
+                    emb = torch.cat([nn.functional.normalize(f.flatten(1), dim=1) for f in kept_feats], dim=1)
     finally:
         for h in handles:
             h.remove()

@@ -7,8 +7,10 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Selection:
     skipped: dict[int, str] = field(default_factory=dict)  # index -> why it was passed over
 
 
-def rank_indices(scores: Sequence[float], seed: int = 0) -> list[int]:
+def rank_indices(scores: Sequence[float] | NDArray[Any], seed: int = 0) -> list[int]:
     """Indices by descending score; NaN last; ties broken by a permutation drawn from `seed`."""
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     tie = np.random.default_rng(seed).permutation(len(s))
@@ -43,7 +45,7 @@ def hamming_hex(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
-def k_center_greedy(embeddings: np.ndarray, k: int, first: int = 0, centres: np.ndarray | None = None) -> list[int]:
+def k_center_greedy(embeddings: NDArray[Any], k: int, first: int = 0, centres: NDArray[Any] | None = None) -> list[int]:
     """Pick k rows of embeddings[P, D] that cover the set: each next pick is farthest from all picked.
 
     Starts from row `first` unless `centres[Q, D]` (e.g. already-labelled images) are given, in
@@ -74,7 +76,7 @@ def k_center_greedy(embeddings: np.ndarray, k: int, first: int = 0, centres: np.
 
 
 def select_batch(
-    scores: Sequence[float],
+    scores: Sequence[float] | NDArray[Any],
     rules: SelectionRules,
     *,
     patient_keys: Sequence[str] | None = None,
@@ -82,7 +84,7 @@ def select_batch(
     phashes: Sequence[str | None] | None = None,
     labels: Sequence[str] | None = None,
     excluded: Sequence[bool] | None = None,
-    embeddings: np.ndarray | None = None,
+    embeddings: NDArray[Any] | None = None,
 ) -> Selection:
     """The batch, best first, under `rules`.
 
@@ -111,8 +113,8 @@ def select_batch(
     quota = math.ceil(rules.k / len(set(labels))) if rules.balance and labels is not None and n else None
 
     chosen: list[int] = []
-    per_patient: Counter = Counter()
-    per_label: Counter = Counter()
+    per_patient: Counter[str] = Counter()
+    per_label: Counter[str] = Counter()
     seen_sha: set[str] = set()
     seen_phash: list[str] = []
     deferred: list[int] = []  # over the class quota: considered again to fill the batch
@@ -124,9 +126,10 @@ def select_batch(
             return f"patient {patient_keys[i]} already has {rules.per_patient} pick(s)"
         if sha256s is not None and sha256s[i] in seen_sha:
             return "exact duplicate of a pick"
-        if phashes is not None and phashes[i] and rules.phash_distance >= 0:
+        phash = phashes[i] if phashes is not None else None
+        if phash and rules.phash_distance >= 0:
             for other in seen_phash:
-                if len(other) == len(phashes[i]) and hamming_hex(other, phashes[i]) <= rules.phash_distance:
+                if len(other) == len(phash) and hamming_hex(other, phash) <= rules.phash_distance:
                     return "near-duplicate of a pick (phash)"
         return None
 
@@ -136,8 +139,9 @@ def select_batch(
             per_patient[patient_keys[i]] += 1
         if sha256s is not None:
             seen_sha.add(sha256s[i])
-        if phashes is not None and phashes[i]:
-            seen_phash.append(phashes[i])
+        phash = phashes[i] if phashes is not None else None
+        if phash:
+            seen_phash.append(phash)
         if labels is not None:
             per_label[labels[i]] += 1
 
@@ -148,7 +152,7 @@ def select_batch(
         if why:
             skipped[i] = why
             continue
-        if quota is not None and per_label[labels[i]] >= quota * (target // max(rules.k, 1)):
+        if quota is not None and labels is not None and per_label[labels[i]] >= quota * (target // max(rules.k, 1)):
             deferred.append(i)
             continue
         take(i)

@@ -144,7 +144,7 @@ def _split_report(session, split: Split, rows_by_id: dict, near_groups: list[lis
     }
 
 
-def _lookup(parts: dict, groups: list[list[int]]) -> dict:
+def _lookup(parts: dict[int, str], groups: list[list[int]]) -> dict[int, str | None]:
     """groups_across_parts indexes parts by image id: hand it a dict restricted to those ids."""
     return {i: parts.get(i) for g in groups for i in g}
 

@@ -6,12 +6,13 @@ matched by sha256 (then path), and every box is stored, rejected ones with their
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
 from annotations import boxfile
 from db.models import Image
-from db.models.labels import Annotation
+from db.models.labels import CHEST_CLASSES, Annotation
 from workbench.errors import InputError
 from workbench.workspace import Workspace
 
@@ -50,7 +51,7 @@ def import_annotations(ws: Workspace, path: Path) -> dict:
         raise InputError(f"No such file: {path}") from None
     except ValueError as exc:
         raise InputError(str(exc), "export one with `wb annotations export FILE`") from None
-    summary = {"file": str(path), "boxes": len(records), "created": 0, "updated": 0, "unchanged": 0,
+    summary: dict[str, Any] = {"file": str(path), "boxes": len(records), "created": 0, "updated": 0, "unchanged": 0,
                "rejected": 0, "unmatched": 0, "unmatched_images": []}
     with ws.db.session() as s:
         by_sha: dict[str, list[Image]] = {}
@@ -69,7 +70,7 @@ def import_annotations(ws: Workspace, path: Path) -> dict:
                 problem = f"file says {rec.width}x{rec.height} px, wb imported {image.width}x{image.height} px"
             values = {"x_min": rec.x_min, "y_min": rec.y_min, "x_max": rec.x_max, "y_max": rec.y_max,
                       "box_label": rec.label, "annotator": rec.annotator,
-                      "diagnosis": next((k for k, v in boxfile.CHEST_CLASSES.items() if v == rec.label), None),
+                      "diagnosis": next((k for k, v in CHEST_CLASSES.items() if v == rec.label), None),
                       "status": "rejected" if problem else "valid", "reason": problem,
                       "raw": {"file": Path(path).name, "image": rec.image}}
             row = existing.get((image.id, rec.origin))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from pipelines import active
 from pipelines.presets import UnknownPreset, get_preset
@@ -119,10 +119,16 @@ class ClassifierConfig(TrainConfig):
     optimizer: str = "adam"
 
 
-def make_config(kind: str, preset: str | None = None, **overrides) -> TrainConfig:
+@overload
+def make_config(kind: Literal["detector"], preset: str | None = None, **overrides: Any) -> DetectorConfig: ...
+@overload
+def make_config(kind: Literal["classifier"], preset: str | None = None, **overrides: Any) -> ClassifierConfig: ...
+@overload
+def make_config(kind: str, preset: str | None = None, **overrides: Any) -> TrainConfig: ...
+def make_config(kind: str, preset: str | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then the preset, then every override that is not None; validated."""
     cls = DetectorConfig if kind == "detector" else ClassifierConfig
-    values: dict = {}
+    values: dict[str, Any] = {}
     if preset:
         try:
             values.update(get_preset(kind, preset))
@@ -140,7 +146,7 @@ def make_config(kind: str, preset: str | None = None, **overrides) -> TrainConfi
     return config
 
 
-def config_from_dict(kind: str, data: dict) -> TrainConfig:
+def config_from_dict(kind: str, data: dict[str, Any]) -> TrainConfig:
     cls = DetectorConfig if kind == "detector" else ClassifierConfig
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in data.items() if k in names}

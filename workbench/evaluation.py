@@ -9,17 +9,18 @@ import numpy as np
 import torch
 from sqlalchemy import select
 
-from db.models import Image, Prediction, Run, Split
+from db.models import Image, Prediction, Split
 from pipelines import engine
 from pipelines.cam import detector_cam, ensemble_cams, overlay
+from pipelines.classification import Ensemble
 from pipelines.data import LABELS, ClassificationDataset, DetectionDataset, ImageRecord, collate_detection, load_grey_rgb
 from pipelines.detection import cam_target_layer
 from pipelines.metrics import classification_metrics, detection_map, mean_iou
 from pipelines.report import plot_confusion, plot_curves, plot_image_grid, plot_roc, write_report
-from workbench.configs import CamConfig, EvalConfig, validate_cam_config, validate_eval_config
+from workbench.configs import CamConfig, DetectorConfig, EvalConfig, validate_cam_config, validate_eval_config
 from workbench.errors import InputError, NotFoundError
 from workbench.predicting import top_detections
-from workbench.runs import get_run, latest_boxes, load_trained, part_images, to_record
+from workbench.runs import dimensions, get_run, latest_boxes, load_trained, part_images, run_folder, to_record
 from workbench.workspace import Workspace
 
 
@@ -44,14 +45,17 @@ def evaluate_run(ws: Workspace, run_id: int, settings: EvalConfig = EvalConfig()
         run = get_run(s, run_id)
         model, config = load_trained(run, checkpoint)
         model = model.to(device)
-        split_name = s.get(Split, run.split_id).name if run.split_id is not None else None
+        split = s.get(Split, run.split_id) if run.split_id is not None else None
+        if run.split_id is not None and split is None:
+            raise NotFoundError(f"Run {run_id}'s split no longer exists", "train the run again on an existing split")
+        split_name = split.name if split is not None else None
         _, images = part_images(s, split_name, part)
         if not images:
             raise InputError(f"The {part} part of run {run_id}'s split is empty")
         boxes = latest_boxes(s, [im.id for im in images])
         records = [to_record(im, boxes.get(im.id)) for im in images]
-        sizes = [(im.width, im.height) for im in images]
-        kind, history, folder = run.kind, list(run.history or []), Path(run.artifact_dir)
+        sizes = [dimensions(im) for im in images]
+        kind, history, folder = run.kind, list(run.history or []), run_folder(run)
     y_true = np.array([r.label for r in records])
     t0 = time.perf_counter()
     extra: dict = {}
@@ -80,7 +84,7 @@ def evaluate_run(ws: Workspace, run_id: int, settings: EvalConfig = EvalConfig()
     metrics["inference_seconds_per_image"] = round(seconds / len(records), 4)
     metrics["checkpoint"] = checkpoint
     with ws.db.session() as s:
-        run = s.get(Run, run_id)
+        run = get_run(s, run_id)
         for old in [p for p in run.predictions if (p.extra or {}).get("part") == part]:
             s.delete(old)
         for r, label, score, prob, box in zip(records, y_pred, top_scores, probs, top_boxes, strict=True):
@@ -155,7 +159,7 @@ def make_cam(ws: Workspace, run_id: int, images: list[str], settings: CamConfig 
         run = get_run(s, run_id)
         model, config = load_trained(run, settings.checkpoint)
         model = model.to(device)
-        kind, folder = run.kind, Path(run.artifact_dir)
+        kind, folder = run.kind, run_folder(run)
         targets = _resolve_images(s, images)
     out_dir = Path(out_dir) if out_dir else folder / "cam"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +167,7 @@ def make_cam(ws: Workspace, run_id: int, images: list[str], settings: CamConfig 
     for path, image_id, label in targets:
         image, (w, h) = load_grey_rgb(path)
         record = ImageRecord(image_id=image_id, path=path, label=int(label == "PNEUMONIA"))
-        if kind == "classifier":
+        if isinstance(model, Ensemble):
             tensor = ClassificationDataset([record], config.image_size)[0][0][None].to(device)
             maps = ensemble_cams(model, tensor, (w, h))
             with torch.inference_mode():
@@ -172,6 +176,7 @@ def make_cam(ws: Workspace, run_id: int, images: list[str], settings: CamConfig 
             titles = [f"{Path(path).name}\ntrue {label or '?'}, P(pneumonia) {prob:.2f}"] + [f"Grad-CAM {n}" for n in maps]
             marks = None
         else:
+            assert isinstance(config, DetectorConfig)  # the run is a detector: get_run takes only the two kinds
             tensor = DetectionDataset([record], config.image_size)[0][0][None].to(device)
             cam = detector_cam(model, cam_target_layer(model, config.backbone), tensor, (w, h),
                                fpn=config.backbone != "mobilenet_v2")

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from db.models import Image, Prediction, Run, Suggestion
+from db.models import Image, Prediction, Suggestion
 from pipelines import engine
 from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool
 from workbench.configs import DEFAULT_DEVICE, SuggestConfig
 from workbench.errors import InputError, NotFoundError
-from workbench.runs import latest_boxes, load_models
+from workbench.runs import dimensions, get_run, latest_boxes, load_models, run_folder
 from workbench.workspace import Workspace
 
 
@@ -42,9 +42,7 @@ def show_suggestion(ws: Workspace, run_id: int, image_ref: str, *, out: Path | N
     from pipelines.report import plot_image_grid
 
     with ws.db.session() as s:
-        run = s.get(Run, run_id)
-        if run is None or run.kind != "suggest":
-            raise NotFoundError(f"No suggest run with id {run_id}", "see `wb status` for runs")
+        run = get_run(s, run_id, ("suggest",))
         image = resolve_image(s, image_ref)
         pred = s.scalars(select(Prediction).where(Prediction.run_id == run_id, Prediction.image_id == image.id)).first()
         if pred is None:
@@ -53,7 +51,7 @@ def show_suggestion(ws: Workspace, run_id: int, image_ref: str, *, out: Path | N
         config = SuggestConfig(**{**run.config, "parts": tuple(run.config["parts"]),
                                   "weights": tuple(run.config["weights"].items())})
         box = latest_boxes(s, [image.id]).get(image.id)
-        path, folder, (w, h) = image.abs_path, Path(run.artifact_dir), (image.width, image.height)
+        path, folder, (w, h) = image.abs_path, run_folder(run), dimensions(image)
         rel, label = image.rel_path, image.label
     try:
         where = engine.pick_device(device)

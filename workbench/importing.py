@@ -114,8 +114,8 @@ def _walk(root: Path, summary: ImportSummary) -> Iterator[_Candidate]:
                 summary.ignored["not an image file name"] += 1
                 continue
             where = locate(rel)
-            if where.problem:
-                summary.ignored[where.problem] += 1
+            if where.problem or where.source_split is None or where.label is None:
+                summary.ignored[where.problem or "unexpected place"] += 1
                 continue
             yield _Candidate(rel, where.source_split, where.label)
 
@@ -248,9 +248,9 @@ def _record(s: Session, *, root_id: int, chunk: list[_Candidate], facts: list[Fi
                Image.duplicate_of_id.is_(None))
         .group_by(Image.sha256)
     ).all())
-    now: list[dict] = []
-    later: list[dict] = []
-    firsts: dict[str, dict] = {}
+    now: list[dict[str, Any]] = []
+    later: list[dict[str, Any]] = []
+    firsts: dict[str, dict[str, Any]] = {}
     fixes: list[tuple[_Candidate, FileFacts]] = []
     for cand, fact in zip(chunk, facts, strict=True):
         if cand.recheck_id is None and cand.rel_path in present:

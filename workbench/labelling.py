@@ -149,7 +149,7 @@ def _connection(ws: Workspace) -> tuple[str, str | None, str, str]:
     if not token:
         creds = load_credentials(folder)
         token, source = (creds.token, str(folder / CREDENTIALS_FILE)) if creds else (None, "none")
-    return url.rstrip("/"), token, source, key.rstrip("/")
+    return url.rstrip("/"), token, source, (key or url).rstrip("/")
 
 
 def client_for(ws: Workspace) -> LabelStudioClient:
@@ -188,6 +188,7 @@ def ls_status(ws: Workspace) -> dict:
     folder = ls_folder(ws)
     external = os.environ.get("WB_LS_URL")
     state = load_state(folder)
+    url: str | None
     if external or state is not None:
         url, tok, source, key = _connection(ws)
     else:  # wb's own server, stopped (or never started): its project is keyed by its data dir
@@ -203,7 +204,7 @@ def ls_status(ws: Workspace) -> dict:
                 Annotation.ls_project_id == project.id).group_by(Annotation.status)).all())
     return {
         "url": url,
-        "running": bool(url) and is_answering(url),
+        "running": url is not None and is_answering(url),
         "project_id": project.project_id if project else None,
         "tasks_pushed": tasks,
         "annotations": {k: counts.get(k, 0) for k in ANNOTATION_STATUSES},
@@ -232,7 +233,8 @@ def rejected(ws: Workspace, *, limit: int | None = None) -> list[dict]:
                 "project_id": project.project_id, "project_gone": project.gone,
                 "image_id": ann.image_id, "image": shown_path(image.rel_path, image.source_split) if image else None,
                 "annotator": ann.annotator, "reason": ann.reason,
-                "link": task_url(base, project.project_id, ann.ls_task_id) if base and not project.gone else None,
+                "link": (task_url(base, project.project_id, ann.ls_task_id)
+                         if base and not project.gone and ann.ls_task_id is not None else None),
             })
     return out
 
@@ -434,7 +436,9 @@ def pull(ws: Workspace, *, progress: bool = True) -> dict:
     out = {"url": client.url, **summary.as_dict()}
     # The annotations are committed; telling the annotator is a second step that a rerun completes.
     with ws.db.session() as s:
-        changes = pending_feedback(s, s.get(LsProject, row_id))
+        project = s.get(LsProject, row_id)
+        assert project is not None  # committed by the transaction above
+        changes = pending_feedback(s, project)
         try:
             out["feedback_written"] = write_feedback(client, changes, {t["id"]: t.get("data") or {} for t in tasks})
         except LabelStudioError as exc:

@@ -8,6 +8,7 @@ imported at module level here: import this module inside the function that needs
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from db.models import Image, Prediction, Run
 from pipelines import engine
 from pipelines.data import LABELS, DetectionDataset, collate_detection
 from workbench.errors import InputError
-from workbench.runs import load_trained, require_files, to_record
+from workbench.runs import dimensions, load_trained, require_files, to_record
 from workbench.workspace import Workspace
 
 LS_PUSH_PART = "ls-push"  # Prediction.extra["part"] of boxes predicted for a push (eval replaces only its own part)
@@ -29,7 +30,11 @@ def top_detections(preds: list[dict], sizes: list[tuple[int, int]], image_size: 
     preds: engine.predict_detections output (boxes in the model's image_size x image_size input);
     sizes: each file's (width, height). An image without a detection gets label 0, prob 0.5, no box.
     """
-    labels, probs, scores, boxes, scaled = [], [], [], [], []
+    labels: list[int] = []
+    probs: list[float] = []
+    scores: list[float | None] = []
+    boxes: list[list[float] | None] = []
+    scaled: list[dict[str, Any]] = []
     for p, (w, h) in zip(preds, sizes, strict=True):
         factor = np.array([w / image_size, h / image_size, w / image_size, h / image_size])
         b = p["boxes"].reshape(-1, 4) * factor
@@ -74,7 +79,7 @@ def predict_missing_boxes(ws: Workspace, run_id: int, image_ids: Sequence[int], 
     loader = torch.utils.data.DataLoader(DetectionDataset(records, config.image_size), batch_size=batch_size,
                                          collate_fn=collate_detection)
     preds = engine.predict_detections(model, loader, torch.device("cpu"), progress=progress)
-    labels, probs, scores, boxes, _ = top_detections(preds, [(im.width, im.height) for im in images], config.image_size)
+    labels, probs, scores, boxes, _ = top_detections(preds, [dimensions(im) for im in images], config.image_size)
     with ws.db.session() as s:
         for im, label, score, prob, box in zip(images, labels, scores, probs, boxes, strict=True):
             x0, y0, x1, y1 = box if box is not None else (None,) * 4

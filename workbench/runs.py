@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import Annotation, Image, Run, RunStatus, SplitMember, utcnow
-from workbench.configs import SuggestConfig, TrainConfig, config_from_dict
+from workbench.configs import ClassifierConfig, DetectorConfig, SuggestConfig, TrainConfig, config_from_dict
 from workbench.errors import InputError, NotFoundError, from_exception
 from workbench.splitting import resolve_split
 from workbench.workspace import Workspace
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from pipelines.classification import Ensemble
     from pipelines.data import ImageRecord
 
 TRAINED_KINDS = ("detector", "classifier")
@@ -100,6 +101,13 @@ def create_run(ws: Workspace, kind: str, config: dict, *, split_id: int | None, 
     folder = ws.folder("runs", str(run_id))
     update_run(ws, run_id, artifact_dir=str(folder))
     return run_id, folder
+
+
+def run_folder(run: Run) -> Path:
+    """The run's files folder (`<workspace>/runs/<id>/`), set when the run was created."""
+    if not run.artifact_dir:
+        raise InputError(f"Run {run.id} has no folder", "it was not made by wb train or wb suggest")
+    return Path(run.artifact_dir)
 
 
 def update_run(ws: Workspace, run_id: int, **fields: Any) -> None:
@@ -217,17 +225,20 @@ def build_model(kind: str, config: TrainConfig, weights: str | None = None) -> n
     """The model for `config` (weights override: 'none' when a checkpoint supplies them)."""
     from pipelines.classification import Ensemble
     from pipelines.detection import build_detector
-    from pipelines.models import UnknownBackbone, WeightsUnavailable
+    from pipelines.models import WeightsUnavailable
+    from pipelines.registry import UnknownBackbone
 
     policy = weights or config.weights
     try:
-        if kind == "detector":
+        if kind == "detector" and isinstance(config, DetectorConfig):
             return build_detector(config.backbone, policy, image_size=config.image_size,
                                   allow_fallback=config.allow_fallback)
-        return Ensemble(config.members, config.head, policy, allow_fallback=config.allow_fallback,
-                        freeze=config.freeze)
+        if kind == "classifier" and isinstance(config, ClassifierConfig):
+            return Ensemble(config.members, config.head, policy, allow_fallback=config.allow_fallback,
+                            freeze=config.freeze)
     except (WeightsUnavailable, UnknownBackbone, ValueError) as exc:
         raise InputError(str(exc)) from None
+    raise InputError(f"A {kind} run has a {type(config).__name__}", "the run's config does not match its kind")
 
 
 def load_trained(run: Run, checkpoint: str = "best") -> tuple[nn.Module, TrainConfig]:
@@ -249,13 +260,17 @@ def load_trained(run: Run, checkpoint: str = "best") -> tuple[nn.Module, TrainCo
 
 
 def load_models(ws: Workspace, config: SuggestConfig,
-                device: torch.device) -> tuple[nn.Module, TrainConfig, nn.Module, TrainConfig]:
+                device: torch.device) -> tuple[nn.Module, DetectorConfig, Ensemble, ClassifierConfig]:
     """(detector, its config, classifier, its config) of a suggest config, on `device`, in eval mode."""
+    from pipelines.classification import Ensemble
+
     with ws.db.session() as s:
         det_run = get_run(s, config.detector_run, ("detector",))
         cls_run = get_run(s, config.classifier_run, ("classifier",))
         detector, det_cfg = load_trained(det_run, config.checkpoint)
         classifier, cls_cfg = load_trained(cls_run, config.checkpoint)
+    # build_model made these from the runs' kinds; the checks tell the type checker.
+    assert isinstance(det_cfg, DetectorConfig) and isinstance(classifier, Ensemble) and isinstance(cls_cfg, ClassifierConfig)
     return detector.to(device), det_cfg, classifier.to(device), cls_cfg
 
 
@@ -267,8 +282,11 @@ def latest_boxes(session: Session, image_ids: Iterable[int] | None = None) -> di
                                      Annotation.x_min.is_not(None)).order_by(Annotation.id)
     boxes: dict[int, Box] = {}
     for a in session.scalars(query):
-        if a.image_id is not None and a.x_max > a.x_min and a.y_max > a.y_min:
-            boxes[a.image_id] = (a.x_min, a.y_min, a.x_max, a.y_max)
+        x0, y0, x1, y1 = a.x_min, a.y_min, a.x_max, a.y_max
+        if a.image_id is None or x0 is None or y0 is None or x1 is None or y1 is None:
+            continue
+        if x1 > x0 and y1 > y0:
+            boxes[a.image_id] = (x0, y0, x1, y1)
     if image_ids is not None:
         keep = set(image_ids)
         boxes = {k: v for k, v in boxes.items() if k in keep}
@@ -295,6 +313,13 @@ def require_files(images: Iterable[Any], what: str) -> None:
     if missing:
         raise InputError(f"{len(missing)} image file(s) of {what} are missing, e.g. {missing[0]}",
                          "wb reads images where they were imported: restore the folder, or import the new copy")
+
+
+def dimensions(image: Image) -> tuple[int, int]:
+    """(width, height) in pixels of a readable image (measured at import)."""
+    if image.width is None or image.height is None:
+        raise InputError(f"{image.rel_path} has no size: it was unreadable when imported", "see `wb status`")
+    return image.width, image.height
 
 
 def to_record(image: Image, box: Box | None = None) -> ImageRecord:

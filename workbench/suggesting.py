@@ -14,6 +14,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,8 +27,17 @@ from pipelines.progress import progress_bar
 from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool, detect_with_flip
 from pipelines.selection import SelectionRules, select_batch
 from workbench.configs import SuggestConfig, validate_suggest_config
-from workbench.errors import ConflictError, InputError, NotFoundError
-from workbench.runs import create_run, get_run, latest_boxes, load_models, owner_gone, require_files, running
+from workbench.errors import ConflictError, InputError
+from workbench.runs import (
+    create_run,
+    get_run,
+    latest_boxes,
+    load_models,
+    owner_gone,
+    require_files,
+    run_folder,
+    running,
+)
 from workbench.splitting import resolve_split
 from workbench.workspace import Workspace
 
@@ -96,7 +106,7 @@ def _run_for(ws: Workspace, config: SuggestConfig, split_id: int) -> tuple[int, 
         for run in s.scalars(select(Run).where(Run.kind == "suggest", Run.status.in_(unfinished)).order_by(Run.id.desc())):
             if run.config == wanted and (run.status != RunStatus.RUNNING or owner_gone(run)):  # not one live elsewhere
                 run.status, run.error = RunStatus.RUNNING, None
-                return run.id, Path(run.artifact_dir), True
+                return run.id, run_folder(run), True
     run_id, folder = create_run(ws, "suggest", wanted, split_id=split_id, parent_run_id=config.detector_run,
                                 status=RunStatus.RUNNING)
     return run_id, folder, False
@@ -229,7 +239,7 @@ def pool_arrays(preds: list[Prediction], widths: list[int]) -> dict[str, np.ndar
     }
 
 
-def reason_for(components: dict[str, float], pred: Prediction, weights: dict[str, float]) -> str:
+def reason_for(components: dict[str, Any], pred: Prediction, weights: dict[str, float]) -> str:
     """A short phrase naming what drove the rank, e.g. 'CAM 71% outside chest'."""
     if pred.x_min is None:
         return "no chest found"
@@ -272,7 +282,8 @@ def rank_pool(preds: list[Prediction], candidates: list[Candidate], config: Sugg
                           phashes=[c.phash for c in cands], labels=[c.label for c in cands], embeddings=embeddings).order
     rows = []
     for rank, i in enumerate(chosen, start=1):
-        values = {name: (None if not np.isfinite(v[i]) else round(float(v[i]), 6)) for name, v in comps.items()}
+        values: dict[str, Any] = {name: (None if not np.isfinite(v[i]) else round(float(v[i]), 6))
+                                  for name, v in comps.items()}
         extra = preds[i].extra
         values["off_lung_members"] = dict(zip(extra.get("members", []), extra.get("off_lung_members", []), strict=False))
         rows.append({"image": cands[i].rel_path, "image_id": cands[i].image_id, "rank": rank,
@@ -303,7 +314,7 @@ def suggest(ws: Workspace, config: SuggestConfig, *, push: bool = False, progres
         s.execute(delete(Suggestion).where(Suggestion.run_id == run_id))
         s.add_all(Suggestion(run_id=run_id, image_id=r["image_id"], rank=r["rank"], score=r["score"],
                              components=r["components"], reason=r["reason"]) for r in rows)
-        run = s.get(Run, run_id)
+        run = get_run(s, run_id, ("suggest",))
         run.status = RunStatus.DONE
         run.metrics = {"candidates": len(candidates), "selected": len(rows), "resumed": resumed, "seconds": seconds}
     result = SuggestResult(run_id=run_id, candidates=len(candidates), scored=len(preds), resumed=resumed,
@@ -321,9 +332,7 @@ def push_suggestions(ws: Workspace, run_id: int) -> dict:
 
     name = f"suggest/{run_id}"
     with ws.db.session() as s:
-        run = s.get(Run, run_id)
-        if run is None or run.kind != "suggest":
-            raise NotFoundError(f"No suggest run with id {run_id}", "see `wb status` for runs")
+        run = get_run(s, run_id, ("suggest",))
         rows = list(s.scalars(select(Suggestion).where(Suggestion.run_id == run_id).order_by(Suggestion.rank)))
         if not rows:
             raise InputError(f"Suggest run {run_id} selected no images")

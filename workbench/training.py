@@ -12,7 +12,6 @@ import random
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -21,7 +20,17 @@ from pipelines import engine
 from pipelines.data import ClassificationDataset, DetectionDataset, ImageRecord, collate_detection
 from workbench.configs import ClassifierConfig, DetectorConfig, TrainConfig, config_from_dict, validate_train_config
 from workbench.errors import ConflictError, InputError, WorkbenchError
-from workbench.runs import build_model, create_run, get_run, latest_boxes, part_images, running, to_record, update_run
+from workbench.runs import (
+    build_model,
+    create_run,
+    get_run,
+    latest_boxes,
+    part_images,
+    run_folder,
+    running,
+    to_record,
+    update_run,
+)
 from workbench.workspace import Workspace
 
 
@@ -51,7 +60,7 @@ def _subset(records: list[ImageRecord], limit: int | None, seed: int) -> list[Im
 def _training_records(ws: Workspace, config: TrainConfig, kind: str) -> tuple[int, dict[str, list[ImageRecord]]]:
     with ws.db.session() as s:
         parts = {}
-        split_id = None
+        split_id = 0
         for part in ("train", "val"):
             split_id, images = part_images(s, config.split, part)
             if kind == "detector":
@@ -87,17 +96,18 @@ def _scheduler(config: TrainConfig, optimizer):
 def _loaders(kind: str, config: TrainConfig, parts: dict[str, list[ImageRecord]], generator: torch.Generator):
     dataset_cls = DetectionDataset if kind == "detector" else ClassificationDataset
     collate = collate_detection if kind == "detector" else None
-    common = dict(batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate)
     train = torch.utils.data.DataLoader(dataset_cls(parts["train"], config.image_size, config.augment), shuffle=True,
-                                        generator=generator, drop_last=len(parts["train"]) > config.batch_size, **common)
-    val = torch.utils.data.DataLoader(dataset_cls(parts["val"], config.image_size), shuffle=False, **common)
+                                        generator=generator, drop_last=len(parts["train"]) > config.batch_size,
+                                        batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate)
+    val = torch.utils.data.DataLoader(dataset_cls(parts["val"], config.image_size), shuffle=False,
+                                      batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate)
     return train, val
 
 
 def _class_weight(records: list[ImageRecord]) -> tuple[float, float]:
     """n / (2 * n_c) per class: each class then weighs as much as the other in the loss."""
-    counts = [sum(r.label == c for r in records) for c in (0, 1)]
-    return tuple(len(records) / (2 * max(n, 1)) for n in counts)
+    normal, pneumonia = (sum(r.label == c for r in records) for c in (0, 1))
+    return len(records) / (2 * max(normal, 1)), len(records) / (2 * max(pneumonia, 1))
 
 
 def _detector_val_accuracy(model, loader, device, records: list[ImageRecord]) -> float:
@@ -113,7 +123,7 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
         with ws.db.session() as s:
             run = get_run(s, resume, (kind,))
             config = config_from_dict(kind, run.config)
-            run_id, folder = run.id, Path(run.artifact_dir)
+            run_id, folder = run.id, run_folder(run)
         if epochs is not None:
             config = dataclasses.replace(config, epochs=epochs)
             validate_train_config(config)

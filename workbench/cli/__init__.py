@@ -6,7 +6,7 @@ line on stderr and exit code 1 (`--debug` shows the traceback instead).
 from __future__ import annotations
 
 import warnings
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -14,6 +14,9 @@ from typer.core import TyperGroup
 
 from workbench.errors import from_exception
 from workbench.workspace import Workspace
+
+if TYPE_CHECKING:
+    from typer._click import Context  # the context TyperGroup.invoke takes (typer vendors click)
 
 _show_python_warning = warnings.showwarning
 
@@ -29,7 +32,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 class _WbGroup(TyperGroup):
     """Root group: the one place that maps known exceptions to a message and an exit code."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: Context) -> Any:
         warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)

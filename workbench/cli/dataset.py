@@ -64,7 +64,7 @@ def _ratios(text: str) -> tuple[float, float, float]:
         raise typer.BadParameter("give three numbers, e.g. 0.8,0.1,0.1") from None
     if len(values) != 3:
         raise typer.BadParameter("give three numbers, e.g. 0.8,0.1,0.1")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2]
 
 
 @app.command()
