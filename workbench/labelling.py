@@ -373,8 +373,7 @@ def push(
     no prediction for are predicted first (its best.pt, on the CPU).
     """
     config_text = _read_config(label_config)
-    # exclusive: a second push at the same time waits, then finds the tasks pushed (no duplicates)
-    with ws.db.session(exclusive=True) as s:
+    with ws.db.session() as s:  # reads only: what to push, and which images need a prediction
         what, chosen_ids = _select_images(s, images, batch, split)
         chosen = image_refs(s, chosen_ids)
         if len(chosen) != len(chosen_ids):
@@ -398,7 +397,8 @@ def push(
 
         predicted = predict_missing_boxes(ws, run.id, [im.id for im in chosen if im.id in pushed or im.id not in skip],
                                           progress=progress)
-    with ws.db.session() as s:
+    # exclusive: a second push at the same time waits, then finds the tasks pushed (no duplicates)
+    with ws.db.session(exclusive=True) as s:
         targets = [im for im in chosen if im.id in pushed or im.id not in skip]
         preds = _run_predictions(s, predictions_run, targets) if predictions_run is not None and targets else None
         roots = list(s.scalars(select(DatasetRoot.path)))
@@ -435,7 +435,7 @@ def pull(ws: Workspace, *, progress: bool = True) -> dict:
         row_id = row.id
     out = {"url": client.url, **summary.as_dict()}
     # The annotations are committed; telling the annotator is a second step that a rerun completes.
-    with ws.db.session() as s:
+    with ws.db.session(exclusive=True) as s:
         project = s.get(LsProject, row_id)
         assert project is not None  # committed by the transaction above
         changes = pending_feedback(s, project)
