@@ -193,10 +193,10 @@ class Database:
         try:
             self.engine = create_engine(url)
         except ArgumentError as exc:  # includes NoSuchModuleError: an unknown scheme
-            raise DatabaseUnusable(f"wb cannot use the database URL {location}: {exc}",
+            raise DatabaseUnusable(f"wb cannot use the database URL {describe(url)}: {exc}",
                                    "give a file path, sqlite:///PATH or postgresql://USER@HOST/NAME") from None
         except ModuleNotFoundError as exc:
-            raise DatabaseUnusable(f"The database URL {location} needs the Python module {exc.name!r}",
+            raise DatabaseUnusable(f"The database URL {describe(url)} needs the Python module {exc.name!r}",
                                    "install that database's driver into wb's environment") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -252,7 +252,6 @@ class Database:
             if exclusive:
                 _write_lock(session.connection())
             yield session
-
 
     def transact(self, work: Callable[[Session], T], *, attempts: int = 3) -> T:
         """`work(session)` in one transaction, run again from the start when another writer won a race.
