@@ -25,6 +25,7 @@ demo: $(VENV)/.installed
 # Lint and type checks first (seconds, then ~1 min cold for mypy): they fail fast before the long pytest run.
 test: $(VENV)/.installed-test
 	bash scripts/install_browser.sh  # Chromium + chromedriver for the browser test, where missing
+	bash scripts/install_postgres.sh  # PostgreSQL server binaries for the tests marked backends, where missing
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q --timeout 1200

@@ -9,6 +9,8 @@ newest Alembic revision when the database is opened.
 from __future__ import annotations
 
 import ast
+import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +67,28 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def json_dumps(value) -> str:
+    """JSON columns' serializer: strict JSON, a non-finite float (NaN, inf) stored as null.
+
+    PostgreSQL's json type refuses Python's `NaN` token outright; SQLite would store it as text
+    that its own JSON functions reject. Both backends store the same thing this way.
+    """
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def alembic_config(url: str):
@@ -177,7 +201,11 @@ def check_schema(engine: Engine, *, create: bool) -> str:
 
 
 class Database:
-    """Owns the engine and hands out sessions. `created`: this open made a new database file."""
+    """Owns the engine and hands out sessions.
+
+    `created`: this open made a new database file (SQLite). `new`: this open found no wb schema
+    and made one: a new file, or an empty database on a server (PostgreSQL).
+    """
 
     def __init__(self, location: str, *, migrate: bool = True, create: bool = True):
         try:
@@ -191,7 +219,7 @@ class Database:
         if path is not None:
             self.created = self._prepare_file(path, create)
         try:
-            self.engine = create_engine(url)
+            self.engine = create_engine(url, json_serializer=json_dumps)
         except ArgumentError as exc:  # includes NoSuchModuleError: an unknown scheme
             raise DatabaseUnusable(f"wb cannot use the database URL {describe(url)}: {exc}",
                                    "give a file path, sqlite:///PATH or postgresql://USER@HOST/NAME") from None
@@ -201,7 +229,7 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            check_schema(self.engine, create=create)
+            self.new = check_schema(self.engine, create=create) == "empty"
             if self.engine.dialect.name == "sqlite":
                 with self.engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA journal_mode=WAL")
@@ -253,16 +281,18 @@ class Database:
                 _write_lock(session.connection())
             yield session
 
-    def transact(self, work: Callable[[Session], T], *, attempts: int = 3) -> T:
+    def transact(self, work: Callable[[Session], T], *, attempts: int = 3, exclusive: bool = False) -> T:
         """`work(session)` in one transaction, run again from the start when another writer won a race.
 
         For work that reads what it is about to write (so a rerun sees the other writer's rows):
-        a unique-key clash (IntegrityError) or SQLite's immediate "database is locked" on a stale
-        snapshot is retried; after `attempts` the error is raised.
+        a unique-key clash (IntegrityError), a deadlock or serialization failure, or SQLite's
+        "database is locked" is retried; after `attempts` the error is raised. `exclusive`: the
+        transaction holds the write lock from its first read (see `session`), so what it read
+        cannot change before it writes: decisions such as "the first copy of this content" hold.
         """
         for attempt in range(1, attempts + 1):
             try:
-                with self.session() as s:
+                with self.session(exclusive=exclusive) as s:
                     return work(s)
             except (IntegrityError, OperationalError) as exc:
                 if attempt == attempts or not is_race(exc):

@@ -38,14 +38,99 @@ def sample_copy(tmp_path) -> Path:
     return dest
 
 
+# ---- database backends -------------------------------------------------------------------
+# Tests marked `backends` run twice: on SQLite (the default file in the workspace) and on a real
+# PostgreSQL server that the suite starts once (tests/postgres.py). Everything else runs on SQLite.
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("backends") and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def ws(tmp_path, monkeypatch):
-    """A fresh workspace in tmp_path, selected through the environment as a user would."""
+def backend(request) -> str:
+    """'sqlite', or 'postgresql' for the second run of a test marked `backends`."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL server for the whole test run (skips, with the reason, where none can start)."""
+    from tests.postgres import Unavailable, start_server
+
+    try:
+        server = start_server()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def db_url(backend, request, tmp_path):
+    """A location for a new, empty database on the test's backend: an SQLite path or a PostgreSQL URL."""
+    if backend == "sqlite":
+        yield str(tmp_path / "test.db")
+        return
+    server = request.getfixturevalue("pg_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch, backend, request):
+    """A fresh workspace in tmp_path, selected through the environment as a user would.
+
+    On PostgreSQL, WB_DB names an empty database of its own (wb makes its schema, as in a new file).
+    """
     from workbench.workspace import Workspace
 
     monkeypatch.setenv("WB_WORKSPACE", str(tmp_path / "ws"))
     monkeypatch.delenv("WB_DB", raising=False)
-    return Workspace.from_options()
+    if backend == "postgresql":
+        monkeypatch.setenv("WB_DB", request.getfixturevalue("db_url"))
+    workspace = Workspace.from_options()
+    yield workspace
+    if "db" in workspace.__dict__:  # opened: close its connections before the database is dropped
+        workspace.db.dispose()
+
+
+def load_db(ws, source: Path) -> None:
+    """Make `ws`'s database a copy of the SQLite database `source` (a prepared workspace).
+
+    SQLite: the file is copied. PostgreSQL: wb makes the schema in the empty database, then every
+    table's rows are copied in dependency order and the id sequences moved past the copied ids.
+    """
+    from sqlalchemy import func, insert, select, text
+
+    from db import open_database
+    from db.models import Base
+
+    if "://" not in ws.db_location or ws.db_location.startswith("sqlite"):
+        Path(ws.db_location.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, ws.db_location.removeprefix("sqlite:///"))
+        return
+    src, dst = open_database(str(source), create=False), open_database(ws.db_location)
+    try:
+        with src.engine.connect() as read, dst.engine.begin() as write:
+            for table in Base.metadata.sorted_tables:
+                rows = [dict(r) for r in read.execute(select(table).order_by(*table.primary_key.columns)).mappings()]
+                if rows:
+                    write.execute(insert(table), rows)
+                if "id" in table.c and table.c.id.autoincrement:
+                    top = write.execute(select(func.max(table.c.id))).scalar()
+                    if top:
+                        write.execute(text("SELECT setval(pg_get_serial_sequence(:t, 'id'), :n)"),
+                                      {"t": table.name, "n": top})
+    finally:
+        src.dispose()
+        dst.dispose()
 
 
 class Cli:
@@ -89,8 +174,10 @@ def imported_sample_db(tmp_path_factory):
     return root / "wb.db"
 
 
-def add_csv_boxes(db_path: Path, csv_path: Path = SAMPLE / "chest_boxes.csv") -> int:
+def add_csv_boxes(db_path: Path | str, csv_path: Path = SAMPLE / "chest_boxes.csv") -> int:
     """Test helper: Annotation rows (status valid, source file) from a chest_boxes.csv.
+
+    `db_path`: an SQLite file or any database URL (e.g. `ws.db_location`).
 
     The CSV's boxes are inclusive integer pixels; the table stores exclusive edges (x_max + 1).
     Returns the number of rows added.
@@ -102,7 +189,7 @@ def add_csv_boxes(db_path: Path, csv_path: Path = SAMPLE / "chest_boxes.csv") ->
     from db import open_database
     from db.models import Annotation, Image
 
-    db = open_database(str(db_path))
+    db = open_database(str(db_path), create=False)
     with db.session() as s, open(csv_path, newline="") as fh:
         by_path = {im.rel_path: im.id for im in s.scalars(select(Image))}
         rows = [r for r in csv.DictReader(fh) if r["path"] in by_path]
@@ -119,9 +206,8 @@ def add_csv_boxes(db_path: Path, csv_path: Path = SAMPLE / "chest_boxes.csv") ->
 @pytest.fixture
 def boxed_ws(ws, imported_sample_db):
     """The `ws` workspace holding a copy of the imported sample with every chest box as a valid annotation."""
-    ws.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
-    add_csv_boxes(ws.root / "wb.db")
+    load_db(ws, imported_sample_db)
+    add_csv_boxes(ws.db_location)
     return ws
 
 

@@ -24,7 +24,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from db.models import Image
-from tests.conftest import REPO
+from tests.conftest import REPO, load_db
 
 NORMAL_TRAIN = "chest_xray/train/NORMAL"
 
@@ -337,6 +337,7 @@ def test_unreadable_folder_is_reported(unprivileged, sample_dir):
 
 # ---- 6: two imports at once (real processes) -------------------------------------------------
 
+@pytest.mark.backends
 def test_two_imports_at_once_both_finish(ws, sample_copy):
     folder = sample_copy / NORMAL_TRAIN
     first = next(folder.glob("*.jpeg")).read_bytes()
@@ -359,6 +360,7 @@ def test_two_imports_at_once_both_finish(ws, sample_copy):
 
 # ---- 12: files recorded unreadable are checked again by the next import ----------------------
 
+@pytest.mark.backends
 def test_import_rechecks_unreadable_files(cli, ws, sample_copy):
     folder = sample_copy / NORMAL_TRAIN
     good = folder / "IM-0185-0001.jpeg"
@@ -386,9 +388,9 @@ def test_import_rechecks_unreadable_files(cli, ws, sample_copy):
     (["split", "--ratios", "inf,0,0"], "ratios must be three non-negative numbers"),
     (["split", "--batch-per-class", "-5"], "--batch-per-class must be 0 or more"),
 ], ids=["ratios-nan", "ratios-inf", "batch-negative"])
+@pytest.mark.backends
 def test_bad_split_options_are_one_line(cli, ws, imported_sample_db, args, says):
-    ws.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
+    load_db(ws, imported_sample_db)
     one_line_error(cli.run(*args, "--name", "x", code=1), says)
     assert "x" not in cli.json("status")["splits"]
 
@@ -404,6 +406,7 @@ def test_out_of_range_numbers_are_usage_errors(cli, args):
     assert "Invalid value" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.backends
 def test_replacing_a_split_that_runs_use_is_refused(cli, boxed_ws):
     from db.models import Run, Split
 
@@ -431,7 +434,7 @@ def damaged_ws(cli, ws, sample_copy):
 
     cli.run("import", sample_copy)
     cli.run("split", "--strategy", "source", "--name", "demo", "--batch-per-class", "3")
-    add_csv_boxes(ws.root / "wb.db")
+    add_csv_boxes(ws.db_location)
     with ws.db.session() as s:
         victim = s.scalar(select(Image).join(SplitMember, SplitMember.image_id == Image.id)
                           .where(SplitMember.part == "train", Image.duplicate_of_id.is_(None)).order_by(Image.id))
@@ -469,6 +472,7 @@ def test_image_damaged_after_import_stops_suggest_with_its_name(cli, damaged_ws)
     assert run.status == "failed" and run.error == line.removeprefix("Error: ")
 
 
+@pytest.mark.backends
 @pytest.mark.labelstudio
 @pytest.mark.slow
 def test_two_pushes_at_once_make_each_task_once(ws, imported_sample_db, ls_env):
@@ -476,11 +480,9 @@ def test_two_pushes_at_once_make_each_task_once(ws, imported_sample_db, ls_env):
     from annotations.client import LabelStudioClient
     from db.models.labels import LsProject, LsTask
 
-    ws.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
+    load_db(ws, imported_sample_db)
     env = wb_env(WB_WORKSPACE=str(ws.root), WB_LS_URL=ls_env["url"], WB_LS_TOKEN=ls_env["token"],
-                 WB_LS_DOCUMENT_ROOT=ls_env["document_root"])
-    env.pop("WB_DB", None)
+                 WB_LS_DOCUMENT_ROOT=ls_env["document_root"], WB_DB=ws.db_location)
     procs = [subprocess.Popen([*WB, "ls", "push", "--json"], env=env, text=True, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -563,6 +565,7 @@ def test_owner_liveness_rules(ws):
 
 # ---- wb doctor: every imported file against its row --------------------------------------------
 
+@pytest.mark.backends
 def test_doctor_finds_changed_and_missing_files_and_restores(cli, ws, sample_copy):
     cli.run("import", sample_copy)
     first = cli.json("doctor", "--workers", "3")
@@ -592,6 +595,7 @@ def test_doctor_finds_changed_and_missing_files_and_restores(cli, ws, sample_cop
     assert cli.json("status")["images"]["changed"] == 2
 
 
+@pytest.mark.backends
 def test_doctor_continues_an_interrupted_pass(cli, ws, sample_copy, monkeypatch):
     from workbench import doctor
 
@@ -618,6 +622,7 @@ def test_doctor_continues_an_interrupted_pass(cli, ws, sample_copy, monkeypatch)
     assert (fresh["resumed"], fresh["checked"]) == (0, 48) and fresh["run_id"] == out["run_id"] + 1
 
 
+@pytest.mark.backends
 def test_doctor_refuses_a_second_check_while_one_runs(cli, ws, sample_copy):
     from workbench.runs import create_run, owner_fields, update_run
 

@@ -16,6 +16,7 @@ def _count(db, *where):
         return s.scalar(select(func.count(Image.id)).where(*where))
 
 
+@pytest.mark.backends
 def test_import_sample(cli, ws, sample_dir):
     out = cli.json("import", sample_dir)
     assert out["added"] == 48
@@ -36,6 +37,7 @@ def test_import_sample(cli, ws, sample_dir):
         assert root.layout == "kaggle" and root.path == str(sample_dir.resolve())
 
 
+@pytest.mark.backends
 def test_reimport_adds_nothing_and_says_so(cli, sample_dir):
     cli.run("import", sample_dir)
     result = cli.run("import", sample_dir)
@@ -61,6 +63,7 @@ def test_folder_without_images(cli, tmp_path):
     assert "No chest_xray folder" in cli.run("import", tmp_path / "other", code=1).stderr
 
 
+@pytest.mark.backends
 def test_bad_files_are_recorded_not_fatal(cli, ws, sample_copy):
     folder = sample_copy / NORMAL_TRAIN
     good = next(folder.glob("*.jpeg")).read_bytes()
@@ -84,6 +87,7 @@ def test_bad_files_are_recorded_not_fatal(cli, ws, sample_copy):
     assert "unreadable: chest_xray/train/NORMAL/IM-9001-0001.jpeg: empty file (0 bytes)" in text
 
 
+@pytest.mark.backends
 def test_interrupted_import_is_consistent_and_resumes(ws, sample_dir, monkeypatch):
     monkeypatch.setattr(importing, "CHUNK", 10)
     real = importing._record
@@ -106,6 +110,7 @@ def test_interrupted_import_is_consistent_and_resumes(ws, sample_dir, monkeypatc
     assert _count(ws.db, Image.duplicate_of_id.is_not(None)) == 1
 
 
+@pytest.mark.backends
 def test_killed_import_leaves_readable_db(ws, sample_dir, tmp_path):
     """A real SIGKILL mid-import: the DB opens, holds whole chunks only, and a rerun finishes."""
     import os

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -22,12 +21,11 @@ from annotations.errors import ServerUnreachable
 from annotations.server import Credentials, free_port, server_env
 from db.models import Image, Prediction, Run
 from db.models.labels import CHEST_CLASSES, Annotation, LsProject, LsTask
-from tests.conftest import SAMPLE, Cli
+from tests.conftest import SAMPLE, Cli, load_db
 
 
 def _use_sample_db(ws, imported_sample_db):
-    ws.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
+    load_db(ws, imported_sample_db)
 
 
 def _dump(ws) -> list[tuple]:
@@ -39,6 +37,14 @@ def _dump(ws) -> list[tuple]:
         projects = [(p.id, p.project_id, p.last_updated_at, p.gone) for p in s.scalars(select(LsProject))]
         tasks = [(t.image_id, t.ls_task_id, tuple(t.prediction_runs)) for t in s.scalars(select(LsTask).order_by(LsTask.id))]
     return anns + projects + tasks
+
+
+def _all_text(ws) -> str:
+    """Every value in every table of the workspace's database, as one string (any backend)."""
+    from db.models import Base
+
+    with ws.db.session() as s:
+        return "\n".join(repr(tuple(row)) for table in Base.metadata.sorted_tables for row in s.execute(select(table)))
 
 
 def _detector_run(ws, image_ids: list[int]) -> int:
@@ -55,6 +61,7 @@ def _detector_run(ws, image_ids: list[int]) -> int:
         return run.id
 
 
+@pytest.mark.backends
 @pytest.mark.labelstudio
 @pytest.mark.slow
 def test_push_annotate_pull_loop_against_real_server(cli, ws, imported_sample_db, ls_env, tmp_path):
@@ -218,7 +225,8 @@ def test_push_annotate_pull_loop_against_real_server(cli, ws, imported_sample_db
     assert "chest box labels" in res.output and "label_config.xml" in res.output
 
     # The token is never stored in the DB, nor written to the server's log.
-    db_bytes = b"".join(p.read_bytes() for p in ws.root.glob("wb.db*"))
+    assert ls_env["token"] not in _all_text(ws)
+    db_bytes = b"".join(p.read_bytes() for p in ws.root.glob("wb.db*"))  # SQLite: not in a free page either
     assert ls_env["token"].encode() not in db_bytes
     assert ls_env["token"] not in (ls_env["folder"] / "server.log").read_text(errors="replace")
 
@@ -339,6 +347,7 @@ class _FlakyClient:
         raise ServerUnreachable("Label Studio at http://127.0.0.1:1 is not answering (ConnectError)", "start it")
 
 
+@pytest.mark.backends
 def test_pull_failing_midway_leaves_the_db_unchanged(cli, ws, imported_sample_db, monkeypatch):
     from workbench import labelling
 

@@ -17,6 +17,7 @@ def _run(ws, run_id: int) -> Run:
         return s.get(Run, run_id)
 
 
+@pytest.mark.backends
 def test_create_run_stores_config_folder_and_code_version(ws):
     run_id, folder = create_run(ws, "classifier", {"epochs": 3}, split_id=None, name="table2-1")
     run = _run(ws, run_id)
@@ -25,6 +26,7 @@ def test_create_run_stores_config_folder_and_code_version(ws):
     assert run.code_version == code_version()
 
 
+@pytest.mark.backends
 def test_get_run_checks_the_kind(ws):
     run_id, _ = create_run(ws, "suggest", {}, split_id=None)
     with ws.db.session() as s:
@@ -35,6 +37,7 @@ def test_get_run_checks_the_kind(ws):
             get_run(s, run_id + 1, ("suggest",))
 
 
+@pytest.mark.backends
 def test_ctrl_c_marks_interrupted_and_errors_mark_failed_with_the_message(ws):
     run_id, _ = create_run(ws, "detector", {}, split_id=None, status=RunStatus.RUNNING)
     with pytest.raises(KeyboardInterrupt), recording_failures(ws, run_id):

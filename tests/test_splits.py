@@ -65,6 +65,7 @@ def _parts(db, name):
     return rows
 
 
+@pytest.mark.backends
 def test_split_cli_and_status(cli, ws, sample_dir):
     cli.run("import", sample_dir)
     out = cli.json("split", "--name", "g", "--batch-per-class", "5")
@@ -89,6 +90,7 @@ def test_split_bad_ratios_and_strategy(cli, sample_dir):
     assert "give three numbers" in cli.run("split", "--ratios", "a,b", code=2).stderr
 
 
+@pytest.mark.backends
 def test_split_before_import_is_clear(cli, ws):
     ws.db.dispose()  # an empty workspace (a missing one is refused earlier, see test_hostile)
     assert "run `wb import PATH` first" in cli.run("split", code=1).stderr

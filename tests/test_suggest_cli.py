@@ -15,7 +15,7 @@ import torch
 from sqlalchemy import select, update
 
 from db.models import Annotation, Image, Prediction, Run, SplitMember, Suggestion
-from tests.conftest import add_csv_boxes, require_imagenet_mobilenet_v2
+from tests.conftest import add_csv_boxes, load_db, require_imagenet_mobilenet_v2
 
 pytestmark = pytest.mark.slow
 
@@ -50,10 +50,9 @@ def trained(tmp_path_factory, imported_sample_db):
 
 @pytest.fixture
 def sws(trained, ws):
-    """The test's `ws` holding a copy of the trained workspace's database."""
+    """The test's `ws` holding a copy of the trained workspace's database (on the test's backend)."""
     root, _, _ = trained
-    ws.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(root / "wb.db", ws.root / "wb.db")
+    load_db(ws, root / "wb.db")
     return ws
 
 
@@ -67,6 +66,7 @@ def _pool(ws) -> dict[str, Image]:
         return {c.rel_path: c for c in cands}
 
 
+@pytest.mark.backends
 def test_suggest_json_on_the_sample(cli, sws, trained):
     _, det, cls = trained
     pool = _pool(sws)
@@ -94,6 +94,7 @@ def test_suggest_json_on_the_sample(cli, sws, trained):
         assert s.scalar(select(Prediction.id).where(Prediction.run_id == run.id).limit(1)) is not None
 
 
+@pytest.mark.backends
 def test_weights_change_the_order_and_rescoring_is_reused(cli, sws, trained):
     _, det, cls = trained
     base = ["suggest", "--detector", det, "--classifier", cls, "-k", 6, "--per-patient", 0, "--device", "cpu"]
@@ -109,6 +110,7 @@ def test_weights_change_the_order_and_rescoring_is_reused(cli, sws, trained):
         assert runs[1].metrics["resumed"] == runs[0].metrics["candidates"]  # second run ran no model
 
 
+@pytest.mark.backends
 def test_interrupted_scoring_resumes_and_matches_an_unbroken_run(cli, sws, trained, monkeypatch):
     from pipelines import scoring
     from workbench import suggesting

@@ -3,8 +3,10 @@
 Work is committed in chunks, so an interrupted import keeps what it finished and a second run
 picks up the rest (files already recorded under the same root are skipped). Files recorded as
 unreadable are checked again and become readable when they have been fixed. Two imports of the
-same folder at once both finish: each chunk re-reads what is already recorded inside its
-transaction and is retried when the other import wins a race. Pool workers end when the
+same or overlapping folders at once both finish, each file recorded once: each chunk's
+transaction takes the database's write lock before it reads what is already recorded (and the
+first copy of each content), so the other import's chunks wait for it; the lock is held for
+the chunk's writes only, while hashing and decoding go on in parallel. Pool workers end when the
 importing process dies (kill -9 included), so none is left behind.
 """
 from __future__ import annotations
@@ -149,10 +151,11 @@ def import_dataset(db: Database, path: Path, *, workers: int | None = None, prog
 
 def import_into(ws: Workspace, path: Path, *, workers: int | None = None, progress: bool = True) -> ImportSummary:
     """`wb import`: check the folder first, then open the workspace's database (created if
-    `ws.create_db` and missing, reported in `summary.new_database`) and import into it."""
+    `ws.create_db` and missing, or its schema made in an empty server database: reported in
+    `summary.new_database`) and import into it."""
     roots, summary = _find_roots(path)
     db = ws.db
-    summary.new_database = db.shown if db.created else None
+    summary.new_database = db.shown if db.new else None
     return _import_roots(db, roots, summary, workers=workers, progress=progress)
 
 
@@ -204,7 +207,7 @@ def _import_root(db: Database, root: Path, summary: ImportSummary, *, workers: i
             select(Image.rel_path, Image.id, Image.status).where(Image.root_id == row.id))}
         return row.id, known
 
-    root_id, known = db.transact(root_row)
+    root_id, known = db.transact(root_row, exclusive=True)
     todo = []
     for c in candidates:
         if c.rel_path not in known:
@@ -222,7 +225,7 @@ def _import_root(db: Database, root: Path, summary: ImportSummary, *, workers: i
     try:
         for chunk in _chunks(todo, CHUNK):
             facts = [next(results) for _ in chunk]
-            summary.merge(db.transact(partial(_record, root_id=root_id, chunk=chunk, facts=facts)))
+            summary.merge(db.transact(partial(_record, root_id=root_id, chunk=chunk, facts=facts), exclusive=True))
             bar.update(len(chunk))
     finally:
         bar.close()
