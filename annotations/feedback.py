@@ -24,6 +24,8 @@ from db.models.labels import Annotation, LsProject, LsTask
 
 FEEDBACK_FIELD = "wb_feedback"
 ACCEPTED = "wb accepted the corrected annotation."
+DISPUTED = ("Annotators disagree on this task and the policy 'consensus' keeps no box until most of them agree: "
+            "compare the annotations and adjust yours, then press Update.")
 
 
 @dataclass(frozen=True)
@@ -32,15 +34,16 @@ class AnnotationState:
 
     ls_annotation_id: int | None
     annotator: str | None
-    status: str  # valid | rejected | skipped | deleted
+    status: str  # valid | rejected | skipped | deleted | superseded | disputed
     reason: str | None
 
 
 def feedback_text(annotations: Sequence[AnnotationState], previous: str | None) -> str:
     """The `wb_feedback` text for a task, from its annotations' states and the text written before.
 
-    Rejected annotations: one sentence each with the reason and what to do. None rejected: empty,
-    unless an earlier text reported a rejection, which becomes ACCEPTED when a valid one exists.
+    Rejected annotations: one sentence each with the reason and what to do. Disputed ones (no box
+    a majority agrees on): DISPUTED. Neither: empty, unless an earlier text reported a problem,
+    which becomes ACCEPTED when a valid one exists.
     """
     rejected = [a for a in annotations if a.status == "rejected"]
     if rejected:
@@ -50,6 +53,8 @@ def feedback_text(annotations: Sequence[AnnotationState], previous: str | None) 
             whose = f" (annotation {a.ls_annotation_id} by {a.annotator or 'unknown'})" if many else ""
             parts.append(f"wb rejected this annotation{whose}: {a.reason}.")
         return " ".join(parts) + " Fix the box, then press Update."
+    if any(a.status == "disputed" for a in annotations):
+        return DISPUTED
     if previous and previous != ACCEPTED and any(a.status == "valid" for a in annotations):
         return ACCEPTED
     if previous == ACCEPTED:
@@ -60,7 +65,7 @@ def feedback_text(annotations: Sequence[AnnotationState], previous: str | None) 
 def pending_feedback(session: Session, row: LsProject) -> list[tuple[LsTask, str]]:
     """(task link, new text) for the project's tasks whose `wb_feedback` must change."""
     rejected_tasks = select(Annotation.ls_task_id).where(
-        Annotation.ls_project_id == row.id, Annotation.status == "rejected")
+        Annotation.ls_project_id == row.id, Annotation.status.in_(("rejected", "disputed")))
     links = list(session.scalars(select(LsTask).where(
         LsTask.ls_project_id == row.id,
         or_(LsTask.ls_task_id.in_(rejected_tasks), LsTask.feedback.is_not(None) & (LsTask.feedback != "")),

@@ -3,6 +3,9 @@
 Tasks changed since the last pull (server `updated_at`, minus an overlap) are read first;
 only then are rows written, so a server failure midway changes nothing. Each LS annotation is
 upserted by its id; one missing from its task is marked deleted; pulling twice changes nothing.
+Each annotation names its annotator (the e-mail of Label Studio's `completed_by` user). When a
+task holds several valid boxes, the workspace's policy (annotations/review.py) keeps one valid
+and marks the others superseded or disputed, with the reason.
 """
 from __future__ import annotations
 
@@ -14,7 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotations.client import LabelStudioClient, annotated_query, parse_ls_time, updated_after_query
-from annotations.convert import judge_annotation
+from annotations.consensus import resolve
+from annotations.convert import Verdict, judge_annotation
+from annotations.review import Policy, current_policy, opinion
 from db.models import Image, utcnow
 from db.models.labels import CHEST_CLASSES, Annotation, LsProject, LsTask
 
@@ -49,20 +54,40 @@ def fetch_changed_tasks(client: LabelStudioClient, row: LsProject, *,
     return tasks
 
 
-def _annotator(ann: dict[str, Any]) -> str | None:
-    name = (ann.get("created_username") or "").strip().rstrip(",").strip()
-    if name:
-        return name.split(",")[0].strip() or None
-    return str(ann["completed_by"]) if ann.get("completed_by") is not None else None
+def annotator_name(ann: dict[str, Any], users: dict[int, str] | None = None) -> str | None:
+    """Who made a LS annotation: the e-mail of its `completed_by` user.
+
+    `completed_by` is a user id (tasks API, JSON export) or a dict with `email` (an export that
+    expands it). The e-mail comes from `users` (id -> e-mail, the server's user list), else from
+    `created_username` ("First Last email, id"); else "user <id>".
+    """
+    who = ann.get("completed_by")
+    if isinstance(who, dict):
+        if who.get("email"):
+            return str(who["email"])
+        who = who.get("id")
+    if isinstance(who, int) and users and who in users:
+        return users[who]
+    shown = str(ann.get("created_username") or "").strip()
+    if "," in shown:
+        shown = shown.rsplit(",", 1)[0].strip()
+    if shown:
+        return shown.split()[-1]
+    return f"user {who}" if who is not None else None
 
 
-def _raw(ann: dict[str, Any]) -> dict[str, Any]:
+def raw_annotation(ann: dict[str, Any]) -> dict[str, Any]:
     """What wb keeps of a LS annotation: enough to audit it and to notice any change."""
     return {k: ann.get(k) for k in ("id", "result", "was_cancelled", "updated_at", "completed_by")}
 
 
-def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict[str, Any]]) -> PullSummary:
-    """Upsert the annotations of these tasks (full task dicts) into the DB; see module docstring."""
+def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict[str, Any]], *,
+                users: dict[int, str] | None = None, policy: Policy | None = None) -> PullSummary:
+    """Upsert the annotations of these tasks (full task dicts) into the DB; see module docstring.
+
+    users: LS user id -> e-mail (for the annotator); policy: default the workspace's.
+    """
+    policy = policy or current_policy(session)
     summary = PullSummary(project_id=row.project_id, tasks_seen=len(tasks))
     task_ids = [t["id"] for t in tasks]
     links: dict[int, LsTask] = {}
@@ -90,17 +115,22 @@ def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict[str, Any]
         image, mismatch = _task_image(task, links.get(task["id"]), images)
         by_id = {a.ls_annotation_id: a for a in existing.get(task["id"], [])}
         seen = set()
-        for ann in task.get("annotations") or []:
-            seen.add(ann["id"])
+        anns = task.get("annotations") or []
+        verdicts = []
+        for ann in anns:
             verdict = judge_annotation(
                 ann, width=image.width if image else None, height=image.height if image else None,
                 image_label=image.label if image else None,
             )
             if mismatch and verdict.status == "valid":
                 verdict.status, verdict.reason = "rejected", mismatch
+            verdicts.append(verdict)
+        resolve_task(anns, verdicts, policy, users)
+        for ann, verdict in zip(anns, verdicts, strict=True):
+            seen.add(ann["id"])
             values = {
                 "image_id": image.id if image else None,
-                "annotator": _annotator(ann),
+                "annotator": annotator_name(ann, users),
                 "x_min": verdict.box.x_min if verdict.box else None,
                 "y_min": verdict.box.y_min if verdict.box else None,
                 "x_max": verdict.box.x_max if verdict.box else None,
@@ -110,7 +140,7 @@ def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict[str, Any]
                 "flags": verdict.flags,
                 "status": verdict.status,
                 "reason": verdict.reason,
-                "raw": _raw(ann),
+                "raw": raw_annotation(ann),
             }
             row_ = by_id.get(ann["id"])
             if row_ is None:
@@ -135,6 +165,23 @@ def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict[str, Any]
     row.last_pull_at = now
     session.flush()
     return summary
+
+
+def resolve_task(anns: Sequence[dict[str, Any]], verdicts: Sequence[Verdict], policy: Policy,
+                 users: dict[int, str] | None = None) -> None:
+    """Apply the policy to one task's verdicts in place: one valid box, the others superseded or
+    disputed with the reason (annotations/consensus.py)."""
+    opinions = {}
+    for ann, v in zip(anns, verdicts, strict=True):
+        o = opinion(ann.get("id"), v.status, v.box, v.label, v.flags, annotator_name(ann, users), ann.get("updated_at"))
+        if o is not None:
+            opinions[o.key] = (o, v)
+    if len(opinions) < 2:  # one opinion: it stands, whatever the policy
+        return
+    result = resolve([o for o, _ in opinions.values()], policy.name, policy.iou)
+    for key, (o, v) in opinions.items():
+        if o.box is not None and key != result.chosen:
+            v.status, v.reason = result.others[key]
 
 
 def _task_image(task: dict[str, Any], link: LsTask | None, images: dict[int, Image]) -> tuple[Image | None, str | None]:

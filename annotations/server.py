@@ -1,8 +1,14 @@
 """Start, stop and inspect a local Label Studio server that wb runs for the user.
 
 Everything lives in one folder (`<workspace>/ls/`): `data/` (the server's own database and
-media), `server.log`, `server.json` (pid, port, URL, document root; no secrets) and
-`credentials.json` (admin e-mail, password and API token). The token is never written anywhere
+media), `server.log`, `server.json` (pid, port, URL, document root, where its database is; no
+secrets) and `credentials.json` (admin e-mail, password and API token).
+
+Label Studio's own database is SQLite in `data/` unless the server was first started with a
+PostgreSQL URL (`wb ls serve --ls-db postgresql://...`, for a team): that URL is remembered in
+`ls_database.json` (0600: it may hold a password) and used by every later start; Label Studio
+reads it as `DJANGO_DB=default` + `POSTGRE_NAME/USER/PASSWORD/HOST/PORT` (label_studio 1.23:
+core/settings/base.py and label_studio.py). The token is never written anywhere
 else by wb, but Label Studio keeps it (and the password hash) in `data/label_studio.sqlite3`: the
 folder is 0700 and its files 0600 (the server runs with umask 077; an older folder is tightened
 on the next start).
@@ -23,16 +29,22 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from annotations.errors import ServerStartError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 ADMIN_EMAIL = "wb@localhost"
 STATE_FILE = "server.json"
 CREDENTIALS_FILE = "credentials.json"
 LOG_FILE = "server.log"
+DATABASE_FILE = "ls_database.json"
 LAST_PORT_FILE = "last_port"  # a restart reuses it when free, so bookmarks keep working
 START_TIMEOUT_S = 300.0  # first start runs migrations: ~50 s on 2 cores, more when the machine is busy
 _KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
+SQLITE_FILE = "label_studio.sqlite3"  # Label Studio's own database when it runs on SQLite
 PRIVATE_UMASK = 0o077  # what the server creates in data/ is readable by its owner only
 
 
@@ -54,6 +66,7 @@ class ServerState:
     data_dir: str
     document_root: str
     log: str
+    database: str = "sqlite"  # 'sqlite', or the PostgreSQL URL with its password hidden
 
 
 def load_credentials(folder: Path) -> Credentials | None:
@@ -165,8 +178,11 @@ def label_studio_executable() -> str:
     return found
 
 
-def server_env(creds: Credentials, data_dir: Path, document_root: Path) -> dict[str, str]:
-    """A clean environment for `label-studio start`: only what it needs, telemetry off."""
+def server_env(creds: Credentials, data_dir: Path, document_root: Path, database: str | None = None) -> dict[str, str]:
+    """A clean environment for `label-studio start`: only what it needs, telemetry off.
+
+    database: a PostgreSQL URL for Label Studio's own data (None: SQLite in data_dir).
+    """
     env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
     env.update({
         "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
@@ -183,16 +199,129 @@ def server_env(creds: Credentials, data_dir: Path, document_root: Path) -> dict[
         "COLLECT_ANALYTICS": "false",
         "PYTHONUNBUFFERED": "1",
     })
+    if database is not None:
+        env.update(postgres_env(database))
     return env
 
 
+def _postgres_url(database: str) -> URL:
+    """The parsed PostgreSQL URL; ServerStartError (password never shown) for anything else."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(database)
+    except ArgumentError:
+        raise ServerStartError("--ls-db is not a database URL",
+                               "give postgresql://USER:PASSWORD@HOST:PORT/DATABASE") from None
+    if url.get_backend_name() not in ("postgresql", "postgres"):
+        raise ServerStartError(f"Label Studio keeps its data in SQLite or PostgreSQL, not {url.get_backend_name()!r}",
+                               "give postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or leave out --ls-db for SQLite")
+    if not url.database:
+        raise ServerStartError(f"{shown_database(database)} names no database",
+                               "add it to the URL: postgresql://USER@HOST:PORT/DATABASE")
+    return url
+
+
+def shown_database(database: str | None) -> str:
+    """How messages and server.json name Label Studio's database: 'sqlite', or the URL without its password."""
+    if database is None:
+        return "sqlite"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(database).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a URL)"
+
+
+def postgres_env(database: str) -> dict[str, str]:
+    """Label Studio's settings for a PostgreSQL URL: DJANGO_DB=default and the POSTGRE_* variables.
+
+    Every POSTGRE_* is set, so none of Label Studio's defaults (user and password 'postgres')
+    applies; a URL without a password sends none (libpq then reads ~/.pgpass). A socket folder
+    can be given as `?host=/path`.
+    """
+    url = _postgres_url(database)
+    host = url.host or url.query.get("host") or "localhost"
+    return {
+        "DJANGO_DB": "default",
+        "POSTGRE_NAME": str(url.database),
+        "POSTGRE_USER": url.username or "postgres",
+        "POSTGRE_PASSWORD": url.password or "",
+        "POSTGRE_HOST": host if isinstance(host, str) else host[0],
+        "POSTGRE_PORT": str(url.port or 5432),
+    }
+
+
+def check_postgres(database: str, timeout_s: int = 10) -> None:
+    """Connect once, so a wrong URL is one line now instead of a server that never answers."""
+    env = postgres_env(database)
+    try:
+        import psycopg  # Label Studio's own PostgreSQL driver (installed with label-studio)
+    except ImportError:
+        raise ServerStartError("Label Studio on PostgreSQL needs the psycopg package",
+                               'install the extra: pip install -e ".[ls]"') from None
+    try:
+        psycopg.connect(dbname=env["POSTGRE_NAME"], user=env["POSTGRE_USER"], password=env["POSTGRE_PASSWORD"] or None,
+                        host=env["POSTGRE_HOST"], port=int(env["POSTGRE_PORT"]), connect_timeout=timeout_s).close()
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ServerStartError(f"Cannot connect to Label Studio's database {shown_database(database)}: {first}",
+                               "check the URL, that the server is up, and that the user may create tables there") from None
+
+
+def remembered_database(folder: Path) -> str | None:
+    """The PostgreSQL URL this folder's server keeps its data in (None: SQLite)."""
+    path = folder / DATABASE_FILE
+    if not path.is_file():
+        return None
+    return str(json.loads(path.read_text())["url"])
+
+
+def choose_database(folder: Path, database: str | None) -> str | None:
+    """Label Studio's database for a start: the one given, else the one remembered (None: SQLite).
+
+    A server keeps its data where it was first started: switching would leave wb's project ids
+    pointing into another database, so a different database (or PostgreSQL for a folder whose
+    server already ran on SQLite) is refused. The same URL with another password is accepted
+    (a rotated password). `remember_database` stores it once the server answered.
+    """
+    remembered = remembered_database(folder)
+    if database is None or database == remembered:
+        return remembered
+    _postgres_url(database)
+    if remembered is not None and shown_database(remembered) != shown_database(database):
+        raise ServerStartError(
+            f"This workspace's Label Studio keeps its data in {shown_database(remembered)}, not {shown_database(database)}",
+            f"leave out --ls-db, or move {folder} aside to start a new Label Studio (its projects are then new)")
+    if remembered is None and (folder / "data" / SQLITE_FILE).exists():
+        raise ServerStartError(
+            f"This workspace's Label Studio already keeps its data in SQLite ({folder / 'data' / SQLITE_FILE})",
+            f"leave out --ls-db, or move {folder} aside to start a new Label Studio on PostgreSQL (its projects are then new)")
+    return database
+
+
+def remember_database(folder: Path, database: str | None) -> None:
+    """Keep the PostgreSQL URL for later starts (0600: it may hold a password)."""
+    if database is None or database == remembered_database(folder):
+        return
+    fd = os.open(folder / DATABASE_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"url": database}, fh)
+
+
 def start_server(
-    folder: Path, document_root: Path, *, port: int | None = None, timeout: float = START_TIMEOUT_S
+    folder: Path, document_root: Path, *, port: int | None = None, timeout: float = START_TIMEOUT_S,
+    database: str | None = None,
 ) -> tuple[ServerState, subprocess.Popen[bytes] | None]:
     """Start Label Studio on 127.0.0.1 and wait until it answers.
 
     Returns the state and the process (None when a server wb started is already running here).
     A server from an earlier run whose document root differs is an error: stop it first.
+    database: a PostgreSQL URL for Label Studio's own data (see `choose_database`; None: the
+    one remembered, else SQLite).
     """
     make_private(folder)  # a folder from an older wb may hold a 0644 database with the token
     current = load_state(folder)
@@ -202,7 +331,13 @@ def start_server(
                 f"The running server serves files under {current.document_root}, the images need {document_root}",
                 "run `wb ls stop` and then `wb ls serve` again",
             )
+        if database is not None and shown_database(database) != current.database:
+            raise ServerStartError(f"The running server keeps its data in {current.database}, not {shown_database(database)}",
+                                   "leave out --ls-db, or run `wb ls stop` first")
         return current, None
+    database = choose_database(folder, database)
+    if database is not None:
+        check_postgres(database)
     creds = ensure_credentials(folder)
     data_dir = folder / "data"
     data_dir.mkdir(mode=0o700, exist_ok=True)
@@ -215,11 +350,11 @@ def start_server(
            "--port", str(port), "--data-dir", str(data_dir)]
     with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         proc = subprocess.Popen(
-            cmd, env=server_env(creds, data_dir, document_root), stdout=log, stderr=subprocess.STDOUT,
+            cmd, env=server_env(creds, data_dir, document_root, database), stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, cwd=folder, start_new_session=True,  # Ctrl-C in a shell does not reach it
             umask=PRIVATE_UMASK,
         )
-    state = ServerState(proc.pid, port, url, str(data_dir), str(document_root), str(log_path))
+    state = ServerState(proc.pid, port, url, str(data_dir), str(document_root), str(log_path), shown_database(database))
     (folder / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
     (folder / LAST_PORT_FILE).write_text(str(port))
     deadline = time.monotonic() + timeout
@@ -234,6 +369,7 @@ def start_server(
             stop_server(folder)
             raise ServerStartError(f"Label Studio did not answer within {timeout:.0f} s", f"see {log_path}")
         time.sleep(0.5)
+    remember_database(folder, database)
     return state, proc
 
 

@@ -217,7 +217,8 @@ def test_ls_status_reports_the_db_while_the_server_is_down(cli, ws, imported_sam
     info = cli.json("ls", "status")
     assert (info["url"], info["running"], info["project_id"], info["tasks_pushed"]) == (
         f"http://127.0.0.1:{port}", False, 4, 3)
-    assert info["annotations"] == {"valid": 1, "rejected": 1, "skipped": 0, "deleted": 0} and info["last_pull_at"]
+    assert info["annotations"] == {"valid": 1, "rejected": 1, "skipped": 0, "deleted": 0,
+                                   "superseded": 0, "disputed": 0} and info["last_pull_at"]
     text = cli.run("ls", "status").stdout
     assert "server is down" in text and "wb ls serve --detach" in text and "project: 4, tasks pushed: 3" in text
     # the rejected one is listed with the link it will have when the server is back on its port

@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 
 from annotations import LABEL_CONFIG
 from annotations.client import LabelStudioClient
-from annotations.errors import AlreadyExists, LabelConfigError, LabelStudioError
+from annotations.errors import AlreadyExists, AuthRejected, LabelConfigError, LabelStudioError
 from annotations.feedback import pending_feedback, write_feedback
 from annotations.links import MANAGED_PREFIX, server_url, task_url
 from annotations.pull import PullSummary, apply_tasks, fetch_changed_tasks
+from annotations.review import conflict_counts
 from annotations.server import (
     CREDENTIALS_FILE,
     is_answering,
@@ -29,6 +30,8 @@ from annotations.server import (
     load_credentials,
     load_state,
     pid_alive,
+    remembered_database,
+    shown_database,
     start_server,
     stop_server,
 )
@@ -84,6 +87,7 @@ class ServeResult:
     pid: int = 0
     document_root: str = ""
     credentials: str = ""
+    database: str = "sqlite"  # Label Studio's own database: 'sqlite', or the PostgreSQL URL without its password
     already_running: bool = False
     process: subprocess.Popen | None = None
 
@@ -91,17 +95,22 @@ class ServeResult:
         return {k: v for k, v in self.__dict__.items() if k != "process"}
 
 
-def serve(ws: Workspace, *, port: int | None = None) -> ServeResult:
-    """Start (or find) the workspace's Label Studio on 127.0.0.1; returns once it answers."""
+def serve(ws: Workspace, *, port: int | None = None, ls_db: str | None = None) -> ServeResult:
+    """Start (or find) the workspace's Label Studio on 127.0.0.1; returns once it answers.
+
+    ls_db: a PostgreSQL URL for Label Studio's own data (a team's server); remembered, so later
+    starts need not repeat it (annotations.server.choose_database). None: as before, else SQLite.
+    """
     with ws.db.session() as s:
         roots = list(s.scalars(select(DatasetRoot.path)))
     root = document_root_for(roots)
     folder = ls_folder(ws)
     with _service_errors():
-        state, proc = start_server(folder, root, port=port)
+        state, proc = start_server(folder, root, port=port, database=ls_db)
     creds = load_credentials(folder)
     return ServeResult(state.url, creds.email if creds else "?", creds.password if creds else "?", state.pid,
-                       state.document_root, str(folder / CREDENTIALS_FILE), already_running=proc is None, process=proc)
+                       state.document_root, str(folder / CREDENTIALS_FILE), state.database,
+                       already_running=proc is None, process=proc)
 
 
 def wait_until_stopped(ws: Workspace, result: ServeResult) -> None:
@@ -212,6 +221,7 @@ def ls_status(ws: Workspace) -> dict:
         "pid": state.pid if state and not external else None,
         "token_source": source if tok else None,
         "document_root": state.document_root if state else os.environ.get("WB_LS_DOCUMENT_ROOT"),
+        "ls_database": (state.database if state else shown_database(remembered_database(folder))) if not external else None,
         "last_pull_at": project.last_pull_at.isoformat() if project and project.last_pull_at else None,
     }
 
@@ -431,7 +441,8 @@ def pull(ws: Workspace, *, progress: bool = True) -> dict:
                 tasks = fetch_changed_tasks(client, row, progress=bar.update)
             finally:
                 bar.close()
-        summary: PullSummary = apply_tasks(s, row, tasks)
+            users = _user_emails(client) if any(t.get("annotations") for t in tasks) else {}
+        summary: PullSummary = apply_tasks(s, row, tasks, users=users)
         row_id = row.id
     out = {"url": client.url, **summary.as_dict()}
     # The annotations are committed; telling the annotator is a second step that a rerun completes.
@@ -447,4 +458,14 @@ def pull(ws: Workspace, *, progress: bool = True) -> dict:
                 f"reasons back to Label Studio failed: {exc.message}", "run `wb ls pull` again") from None
         out["rejected_total"] = s.scalar(select(func.count(Annotation.id)).where(
             Annotation.ls_project_id == row_id, Annotation.status == "rejected")) or 0
+        out["conflict_tasks"] = conflict_counts(s)["tasks"]
     return out
+
+
+def _user_emails(client: LabelStudioClient) -> dict[int, str]:
+    """LS user id -> e-mail, to name annotators; {} for a token that may not list users (pull then
+    reads the name Label Studio shows beside each annotation)."""
+    try:
+        return {u["id"]: u["email"] for u in client.list_users()}
+    except AuthRejected:
+        return {}

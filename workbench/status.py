@@ -4,12 +4,11 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from annotations.links import server_url, task_url
+from annotations.review import conflict_counts, current_policy
 from db import Database
 from db.models import Annotation, AnnotationBatch, AnnotationBatchItem, Image, Run, Split, SplitMember
-from db.models.labels import LsProject
+from db.models.labels import ANNOTATION_STATUSES, LsProject
 from workbench.runs import shown_status
-
-ANNOTATION_STATES = ("valid", "rejected", "skipped", "deleted")
 
 
 def collect_status(db: Database, *, list_limit: int = 50) -> dict:
@@ -49,6 +48,7 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
             .order_by(Annotation.id)
             .limit(list_limit)
         ).all()
+        conflicts = {**conflict_counts(s), **current_policy(s).as_dict()}
         runs = [
             {"id": r.id, "kind": r.kind, "name": r.name, "status": shown_status(r), "metrics": r.metrics}
             for r in s.scalars(select(Run).order_by(Run.id))
@@ -69,11 +69,12 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
         "annotation_batches": batches,
         "annotations": {
             "total": sum(ann_counts.values()),
-            **{state: ann_counts.get(state, 0) for state in ANNOTATION_STATES},
+            **{state: ann_counts.get(state, 0) for state in ANNOTATION_STATUSES},
             "rejected_list": [
                 {"id": i, "image_id": im, "ls_task_id": t, "reason": why, "link": _task_link(key, project, t, gone)}
                 for i, im, t, why, key, project, gone in rejected
             ],
+            "conflicts": conflicts,  # tasks / pairs where annotators disagree, and the policy in force
         },
         "runs": runs,
     }

@@ -10,6 +10,7 @@ from db.models.core import (
 )
 from db.models.labels import Annotation
 from db.models.runs import Prediction, Run, RunStatus, Suggestion
+from db.models.settings import Setting
 
 __all__ = [
     "Annotation",
@@ -21,6 +22,7 @@ __all__ = [
     "Prediction",
     "Run",
     "RunStatus",
+    "Setting",
     "Split",
     "SplitMember",
     "Suggestion",

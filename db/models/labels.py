@@ -13,7 +13,9 @@ from db.models.core import Image
 # the label config, the sync and the detector (pipelines) all read them from here.
 CHEST_CLASSES: dict[str, str] = {"NORMAL": "normal chest", "PNEUMONIA": "pneumonia chest"}
 DETECTOR_CLASSES: tuple[str, ...] = ("background", *CHEST_CLASSES.values())
-ANNOTATION_STATUSES: tuple[str, ...] = ("valid", "rejected", "skipped", "deleted")
+# superseded / disputed: a valid box that another annotator's box won over, or that annotators disagree on
+# (annotations/consensus.py); kept with the reason.
+ANNOTATION_STATUSES: tuple[str, ...] = ("valid", "rejected", "skipped", "deleted", "superseded", "disputed")
 
 
 class Annotation(Base):
@@ -45,7 +47,7 @@ class Annotation(Base):
     box_label: Mapped[str | None] = mapped_column(String(32))
     diagnosis: Mapped[str | None] = mapped_column(String(16))
     flags: Mapped[list] = mapped_column(JSON, default=list)
-    status: Mapped[str] = mapped_column(String(16), doc="valid | rejected | skipped | deleted")
+    status: Mapped[str] = mapped_column(String(16), doc="valid | rejected | skipped | deleted | superseded | disputed")
     reason: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[dict | None] = mapped_column(JSON, doc="the source result, for audit")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

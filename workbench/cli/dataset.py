@@ -133,8 +133,12 @@ def status(ctx: typer.Context, json_: JsonOption = False) -> None:
     a = info["annotations"]
     typer.echo(
         f"Annotations: {a['total']} (valid {a['valid']}, rejected {a['rejected']}, skipped {a['skipped']}, "
-        f"deleted {a['deleted']})"
+        f"deleted {a['deleted']}, superseded {a['superseded']}, disputed {a['disputed']})"
     )
+    c = a["conflicts"]
+    if c["pairs"]:
+        typer.echo(f"  annotators disagree on {c['tasks']} task(s) ({c['pairs']} pair(s); policy {c['policy']}, "
+                   f"IoU < {c['iou']}): `wb annotations conflicts`")
     for row in a["rejected_list"]:
         where = f" (task {row['ls_task_id']})" if row["ls_task_id"] is not None else ""
         typer.echo(f"  rejected #{row['id']}{where}: {row['reason']}" + (f"  {row['link']}" if row["link"] else ""))

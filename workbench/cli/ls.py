@@ -21,20 +21,26 @@ def serve(
     ctx: typer.Context,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (default: a free one).")] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Return once the server answers; stop it with `wb ls stop`.")] = False,
+    ls_db: Annotated[str | None, typer.Option(
+        "--ls-db", envvar="WB_LS_DB", show_envvar=False,
+        help="Keep Label Studio's own data in PostgreSQL (postgresql://USER:PASSWORD@HOST:PORT/DB; env WB_LS_DB) "
+             "instead of SQLite; given once, remembered for later starts.")] = None,
     json_: JsonOption = False,
 ) -> None:
     """Start a local Label Studio for this workspace (127.0.0.1, images served from disk).
 
     Its data folder, log and credentials live in <workspace>/ls/. The first start takes about a minute.
+    With --ls-db, Label Studio's accounts, projects, tasks and annotations live in that PostgreSQL
+    database (a team's server); the URL, which may hold a password, is kept in <workspace>/ls/ (mode 0600).
 
-    Example: wb ls serve --detach
+    Example: wb ls serve --detach --ls-db postgresql://ls:secret@127.0.0.1:5432/labelstudio
     """
     from workbench import labelling  # Label Studio code: only for ls commands
 
     ws = workspace(ctx)
     if not json_:
         typer.echo("Starting Label Studio (the first start takes about a minute)...", err=True)
-    result = labelling.serve(ws, port=port)
+    result = labelling.serve(ws, port=port, ls_db=ls_db)
     if json_:
         print_json(result.as_dict())
     else:
@@ -43,6 +49,8 @@ def serve(
         typer.echo(f"  log in as {result.email} with password {result.password} (kept in {result.credentials}, mode 0600)")
         typer.echo("  annotator accounts: `wb ls users add EMAIL`; API token: `wb ls token`")
         typer.echo("  images are served from " + result.document_root)
+        where = f"SQLite in {labelling.ls_folder(ws) / 'data'}" if result.database == "sqlite" else result.database
+        typer.echo(f"  Label Studio's data: {where}")
     if detach or result.already_running:
         return
     typer.echo("Press Ctrl-C to stop it.", err=True)
@@ -192,6 +200,8 @@ def pull(ctx: typer.Context, json_: JsonOption = False) -> None:
         typer.echo(f"  wrote wb's verdict into {out['feedback_written']} task(s) for the annotators (field wb_feedback)")
     if out["rejected_total"]:
         typer.echo(f"  {out['rejected_total']} rejected annotation(s) in this project, with reasons and links: `wb ls rejected`")
+    if out["conflict_tasks"]:
+        typer.echo(f"  {out['conflict_tasks']} task(s) where annotators disagree: `wb annotations conflicts`")
 
 
 users_app = typer.Typer(
