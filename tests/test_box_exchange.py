@@ -8,6 +8,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 import yaml
 from sqlalchemy import select
 
@@ -15,7 +16,7 @@ from annotations.boxformats import voc_to_box, yolo_to_box
 from annotations.convert import PixelBox, rectangle_result
 from db.models import Annotation, Image, SplitMember
 from db.models.labels import CHEST_CLASSES
-from tests.conftest import Cli
+from tests.conftest import Cli, load_db
 
 
 def _boxes(ws) -> dict[str, tuple[str, float, float, float, float, str]]:
@@ -33,6 +34,7 @@ def _fresh(tmp_path, imported_sample_db, monkeypatch, name="other"):
     root.mkdir()
     shutil.copyfile(imported_sample_db, root / "wb.db")
     monkeypatch.setenv("WB_WORKSPACE", str(root))
+    monkeypatch.delenv("WB_DB", raising=False)  # its own SQLite file, whatever the test's backend
     return Workspace.from_options()
 
 
@@ -52,6 +54,7 @@ def _shift_boxes(ws) -> None:
             a.box_label = CHEST_CLASSES[im.label]
 
 
+@pytest.mark.backends
 def test_wb_to_coco_to_wb_gives_the_same_boxes(cli, boxed_ws, imported_sample_db, tmp_path, monkeypatch):
     from pycocotools.coco import COCO
 
@@ -128,9 +131,9 @@ def test_yolo_export_for_ultralytics(cli, boxed_ws, tmp_path):
     _same_boxes(source, read)
 
 
+@pytest.mark.backends
 def test_coco_import_checks_each_box(cli, ws, imported_sample_db, tmp_path):
-    ws.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
+    load_db(ws, imported_sample_db)
     with ws.db.session() as s:
         ims = list(s.scalars(select(Image).where(Image.status == "ok", Image.duplicate_of_id.is_(None)).order_by(Image.id)))
     normal = [im for im in ims if im.label == "NORMAL"]
@@ -164,11 +167,11 @@ def test_coco_import_checks_each_box(cli, ws, imported_sample_db, tmp_path):
     assert "is not a label-studio file" in res.output
 
 
+@pytest.mark.backends
 def test_label_studio_export_import(cli, ws, imported_sample_db, tmp_path):
     """A Label Studio JSON export (the shape `GET /api/projects/ID/export?exportType=JSON` gives):
     judged like a pull, two annotators on one task resolved by the policy, conflicts listed."""
-    ws.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
+    load_db(ws, imported_sample_db)
     with ws.db.session() as s:
         ims = list(s.scalars(select(Image).where(Image.status == "ok", Image.duplicate_of_id.is_(None)).order_by(Image.id)))
     a, b, c = ims[:3]

@@ -20,7 +20,7 @@ from annotations.pull import annotator_name, apply_tasks
 from annotations.review import Policy, current_policy
 from db.models import Annotation, Image
 from db.models.labels import LsProject, LsTask
-from tests.conftest import Cli
+from tests.conftest import Cli, load_db
 
 
 def _images(ws, n):
@@ -49,9 +49,9 @@ def test_annotator_name_comes_from_completed_by():
     assert annotator_name({}) is None
 
 
+@pytest.mark.backends
 def test_pull_names_annotators_and_applies_the_policy(cli, ws, imported_sample_db):
-    ws.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
+    load_db(ws, imported_sample_db)
     a, b = _images(ws, 2)
     wide, narrow = PixelBox(10, 10, a.width - 10, a.height - 10), PixelBox(10, 10, a.width / 2, a.height - 10)
     users = {2: "ann@lab.org", 3: "bo@lab.org"}
@@ -99,6 +99,7 @@ def _login_token(url: str, email: str, password: str) -> str:
         return str(browser.get("/api/current-user/token").json()["token"])
 
 
+@pytest.mark.backends
 @pytest.mark.labelstudio
 @pytest.mark.slow
 def test_two_annotators_on_the_real_server(cli, ws, imported_sample_db, ls_env, tmp_path, monkeypatch):
@@ -106,8 +107,7 @@ def test_two_annotators_on_the_real_server(cli, ws, imported_sample_db, ls_env, 
 
     from workbench.workspace import Workspace
 
-    ws.root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(imported_sample_db, ws.root / "wb.db")
+    load_db(ws, imported_sample_db)
     tag = ws.root.parent.name[-10:].lower()
     made = [cli.json("ls", "users", "add", f"{who}-{tag}@lab.org") for who in ("ann", "bo")]
     ann, bo = (LabelStudio(base_url=ls_env["url"], api_key=_login_token(ls_env["url"], m["email"], m["password"]))
@@ -174,6 +174,7 @@ def test_two_annotators_on_the_real_server(cli, ws, imported_sample_db, ls_env, 
     other.mkdir()
     shutil.copyfile(imported_sample_db, other / "wb.db")
     monkeypatch.setenv("WB_WORKSPACE", str(other))
+    monkeypatch.delenv("WB_DB", raising=False)  # the colleague's own SQLite file, whatever this test's backend
     colleague = Cli()
     colleague.json("annotations", "policy", "consensus")
     got = colleague.json("annotations", "import", str(tmp_path / "export.json"))
