@@ -83,16 +83,13 @@ def test_an_unreachable_database_is_one_line():
 
 @pytest.mark.labelstudio
 @pytest.mark.slow
-def test_ls_serve_keeps_label_studio_data_in_postgresql(cli, ws, imported_sample_db, request, monkeypatch):
+def test_ls_serve_keeps_label_studio_data_in_postgresql(cli, ws, imported_sample_db, pg_server, monkeypatch):
     """A second Label Studio (the suite's runs on SQLite), on a fresh PostgreSQL database: an account,
     a project, tasks and an annotation land in PostgreSQL, and a restart without --ls-db finds them."""
     import psycopg
     from sqlalchemy.engine import make_url
 
-    try:
-        pg = request.getfixturevalue("pg_server")
-    except pytest.FixtureLookupError:
-        pytest.skip("the suite's PostgreSQL server fixture (pg_server, issue 12 items 1-2) is not in this checkout")
+    pg = pg_server
     for var in ("WB_LS_URL", "WB_LS_TOKEN", "WB_LS_DOCUMENT_ROOT"):
         monkeypatch.delenv(var, raising=False)
     ws.root.mkdir(parents=True, exist_ok=True)
@@ -132,6 +129,9 @@ def test_ls_serve_keeps_label_studio_data_in_postgresql(cli, ws, imported_sample
         again = cli.json("ls", "serve", "--detach")  # no --ls-db: the remembered database
         assert again["database"] == shown_database(url)
         assert cli.json("ls", "status")["ls_database"] == shown_database(url)
+        shown = cli.run("ls", "status").stdout
+        assert f"Label Studio {again['url']}: running\n  Label Studio's data: {shown_database(url)}\n" in shown
+        assert "server is down" not in shown
         assert cli.json("ls", "push", "--images", "1,2")["already"] == 2  # the same project, from PostgreSQL
         other = pg.url("postgres")
         res = cli.run("ls", "serve", "--detach", "--ls-db", other, code=1)

@@ -144,6 +144,8 @@ def test_two_annotators_on_the_real_server(cli, ws, imported_sample_db, ls_env, 
     assert (status["valid"], status["superseded"], status["conflicts"]["tasks"], status["conflicts"]["pairs"]) == (3, 2, 1, 1)
     assert "annotators disagree on 1 task(s) (1 pair(s); policy newest" in cli.run("status").stdout
     assert cli.json("ls", "status")["annotations"]["superseded"] == 2
+    shown = cli.run("ls", "status").stdout  # the suite's server keeps its data in SQLite: no line about it
+    assert shown.startswith(f"Label Studio {ls_env['url']}: running\n  project: ") and "superseded 2" in shown
 
     # The team switches to consensus: the disputed task has no box until they agree, and they are told.
     changed = cli.json("annotations", "policy", "consensus")

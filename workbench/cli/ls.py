@@ -91,6 +91,8 @@ def status(ctx: typer.Context, json_: JsonOption = False) -> None:
     else:
         start = "`wb ls serve --detach` starts it" if info["managed"] else "start it, or check WB_LS_URL"
         typer.echo(f"Label Studio {info['url'] or '(never started)'}: server is down ({start}); from the DB:")
+    if info.get("ls_database") and info["ls_database"] != "sqlite":
+        typer.echo(f"  Label Studio's data: {info['ls_database']}")
     counts = ", ".join(f"{k} {v}" for k, v in info["annotations"].items())
     typer.echo(f"  project: {info['project_id'] if info['project_id'] is not None else 'none yet (wb ls push creates it)'}"
                f", tasks pushed: {info['tasks_pushed']}, last pull: {info['last_pull_at'] or 'never'}")
