@@ -69,9 +69,10 @@ class Ensemble(nn.Module):
         logits: torch.Tensor = self.combine(joined)
         return logits
 
-    def cam_layers(self) -> dict[str, nn.Module]:
-        """Member name -> the layer Grad-CAM hooks (its last convolutional block)."""
+    def cam_layers(self, fine: bool = False) -> dict[str, nn.Module]:
+        """Member name -> the layer Grad-CAM hooks (its last convolutional block), or with `fine`
+        the stride-16 block LayerCAM reads (pipelines.registry.BackboneSpec.fine_cam_layer)."""
         return {
-            f"{i}:{name}": get_layer(member, get_spec(name).cam_layer)
+            f"{i}:{name}": get_layer(member, get_spec(name).fine_cam_layer if fine else get_spec(name).cam_layer)
             for i, (name, member) in enumerate(zip(self.member_names, self.members, strict=True))
         }

@@ -4,9 +4,15 @@ Images are read as greyscale and fed as 3 identical channels (the Kermany set mi
 files; the colour carries no information). Every image is resized (squashed) to a square
 `image_size`, as the study did (299x299); boxes follow the same scaling.
 Boxes are pixels of the imported file: (x_min, y_min, x_max, y_max), x_max/y_max exclusive.
+
+The classifier's picture of an image comes from one function, `classifier_image` (a shortcut-
+reliance view, then the run's input mode: full, chest crop or chest mask; see pipelines.chest),
+used by training, evaluation, CAMs and suggest alike: a model is never trained one way and
+asked another.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +24,10 @@ from albumentations.pytorch import ToTensorV2
 from numpy.typing import NDArray
 from PIL import Image as PILImage
 
+from pipelines import chest
+from pipelines.chest import Box
 from pipelines.imagecheck import DECODE_ERRORS, read_error
 from pipelines.registry import AUGMENTATIONS
-
-Box = tuple[float, float, float, float]  # pixels of the file: x_min, y_min, x_max, y_max (exclusive max)
 
 LABELS = ("NORMAL", "PNEUMONIA")  # class index 0, 1 for the classifier (pneumonia positive)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -38,16 +44,19 @@ class ImageRecord:
     box: Box | None = None
 
 
-def load_grey_rgb(path: str, target: int | None = None) -> tuple[NDArray[Any], tuple[int, int]]:
+def load_grey_rgb(path: str, target: int | None = None, *, crop_box: Box | None = None,
+                  margin: float = 0.0) -> tuple[NDArray[Any], tuple[int, int]]:
     """The image as uint8 [H, W, 3] (grey replicated) and the file's (width, height).
 
     With `target`, JPEG decoding may shrink by a power of two while keeping both sides >= target
-    (a large speed-up for 1,000+ px X-rays resized to a few hundred pixels).
+    (a large speed-up for 1,000+ px X-rays resized to a few hundred pixels); with `crop_box`
+    (file pixels) the sides are kept large enough that the crop (plus `margin`) still has `target`.
     """
     try:
         with PILImage.open(path) as im:
             size = im.size
             if target:
+                target = int(np.ceil(target / chest.crop_fraction(crop_box, size, margin)))
                 im.draft("L", (target, target))
             grey = np.asarray(im.convert("L"))
     except DECODE_ERRORS as exc:  # damaged or replaced since import: name the file
@@ -73,6 +82,12 @@ def classifier_transform(image_size: int, augment: str = "none") -> A.Compose:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _plain_classifier_transform(image_size: int) -> A.Compose:
+    """The un-augmented classifier transform, built once per size (it holds no random state)."""
+    return classifier_transform(image_size)
+
+
 def detector_transform(image_size: int, augment: str = "none") -> A.Compose:
     """Resize and augment with the box; values in [0, 1] (Faster R-CNN normalises internally)."""
     return A.Compose(
@@ -81,21 +96,83 @@ def detector_transform(image_size: int, augment: str = "none") -> A.Compose:
     )
 
 
-class ClassificationDataset(torch.utils.data.Dataset[Any]):
-    """Items: (image [3, S, S] float, label int)."""
+@dataclass(frozen=True)
+class ClassifierInput:
+    """How a classifier run sees images (stored in its config; every command applies the same).
 
-    def __init__(self, records: Sequence[ImageRecord], image_size: int, augment: str = "none"):
+    mode: a pipelines.chest.INPUT_MODES name; margin: crop margin as a fraction of the box size.
+    Images without a box are seen whole in every mode.
+    """
+
+    mode: str = "full"
+    margin: float = 0.0
+
+    @property
+    def uses_box(self) -> bool:
+        return chest.get_input_mode(self.mode).uses_box
+
+
+FULL_INPUT = ClassifierInput()
+
+
+def classifier_image(image: NDArray[Any], file_size: tuple[int, int], box: Box | None,
+                     inputs: ClassifierInput = FULL_INPUT, *, view: str = "full", fill: str = "grey") -> NDArray[Any]:
+    """The uint8 picture [h, w, 3] the classifier gets before resizing.
+
+    image: as loaded by `load_grey_rgb` (possibly draft-shrunk); file_size: the file's (W, H);
+    box: the chest box in file pixels or None. First the reliance `view` (chest_only /
+    chest_removed, filled with `fill`), then the input mode (crop or mask to the same box).
+    """
+    box_px = chest.box_on_array(box, file_size, image.shape) if box is not None else None
+    image = chest.view(image, box_px, view, fill)
+    mode = chest.get_input_mode(inputs.mode)
+    if mode.uses_box and box_px is not None:
+        image = mode.apply(image, box_px, inputs.margin)
+    return image
+
+
+def _decode_for_classifier(rec: ImageRecord, image_size: int, inputs: ClassifierInput) -> tuple[NDArray[Any], tuple[int, int]]:
+    crop_box = rec.box if inputs.mode == "chest-crop" else None
+    return load_grey_rgb(rec.path, image_size, crop_box=crop_box, margin=inputs.margin)
+
+
+def classifier_tensors(rec: ImageRecord, image_size: int, inputs: ClassifierInput = FULL_INPUT,
+                       views: Sequence[str] = ("full",), fill: str = "grey") -> list[torch.Tensor]:
+    """One file decoded once, as the classifier sees it in each of `views`: tensors [3, S, S] normalised."""
+    image, size = _decode_for_classifier(rec, image_size, inputs)
+    transform = _plain_classifier_transform(image_size)
+    return [transform(image=classifier_image(image, size, rec.box, inputs, view=v, fill=fill))["image"] for v in views]
+
+
+class ClassificationDataset(torch.utils.data.Dataset[Any]):
+    """Items: (image [3, S, S] float, label int); with `guide`: (image, label, outside [S, S] float, has_box bool).
+
+    `outside` marks the input pixels outside the record's chest box (1.0), moved by the same
+    augmentation as the image; all zeros when the record has no box (`has_box` False).
+    """
+
+    def __init__(self, records: Sequence[ImageRecord], image_size: int, augment: str = "none", *,
+                 inputs: ClassifierInput = FULL_INPUT, view: str = "full", fill: str = "grey", guide: bool = False):
+        if guide and inputs.uses_box:
+            raise ValueError("box guidance trains on full images: it cannot be combined with a chest input mode")
         self.records = list(records)
         self.image_size = image_size
+        self.inputs, self.view, self.fill, self.guide = inputs, view, fill, guide
         self.transform = classifier_transform(image_size, augment)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
         rec = self.records[i]
-        image, _ = load_grey_rgb(rec.path, self.image_size)
-        return self.transform(image=image)["image"], rec.label
+        raw, size = _decode_for_classifier(rec, self.image_size, self.inputs)
+        image = classifier_image(raw, size, rec.box, self.inputs, view=self.view, fill=self.fill)
+        if not self.guide:
+            return self.transform(image=image)["image"], rec.label
+        inside = (chest.box_mask(image.shape, chest.box_on_array(rec.box, size, image.shape)) if rec.box is not None
+                  else np.ones(image.shape[:2], dtype=bool))
+        out = self.transform(image=image, mask=(~inside).astype(np.uint8))
+        return out["image"], rec.label, out["mask"].float(), rec.box is not None
 
 
 def _scaled_box(box: Box, file_size: tuple[int, int], loaded_shape: tuple[int, ...]) -> list[float]:

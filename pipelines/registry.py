@@ -20,20 +20,24 @@ class BackboneSpec:
     weights: str  # torchvision weights enum member, e.g. "MobileNet_V2_Weights.IMAGENET1K_V1"
     feature_dim: int  # width of the pooled feature vector once the classifier is removed
     head_attr: str  # attribute holding the ImageNet classifier (replaced by Identity)
-    cam_layer: str  # dotted path of the layer Grad-CAM hooks (last conv block)
+    cam_layer: str  # dotted path of the layer Grad-CAM hooks (last conv block, stride 32: 7x7 at 224 px)
+    fine_cam_layer: str  # a stride-16 block (14x14 at 224 px) for LayerCAM, fine enough to see a small marker
     min_size: int = 32  # smallest input side the network accepts
 
 
 REGISTRY: dict[str, BackboneSpec] = {
     s.name: s
     for s in (
-        BackboneSpec("mobilenet_v2", "mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1", 1280, "classifier", "features.18"),
+        BackboneSpec("mobilenet_v2", "mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1", 1280, "classifier",
+                     "features.18", "features.13"),
         BackboneSpec("mobilenet_v3", "mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", 960, "classifier",
-                     "features.16"),
-        BackboneSpec("resnet18", "resnet18", "ResNet18_Weights.IMAGENET1K_V1", 512, "fc", "layer4"),
-        BackboneSpec("resnet50", "resnet50", "ResNet50_Weights.IMAGENET1K_V1", 2048, "fc", "layer4"),
-        BackboneSpec("densenet121", "densenet121", "DenseNet121_Weights.IMAGENET1K_V1", 1024, "classifier", "features.norm5"),
-        BackboneSpec("inception_v3", "inception_v3", "Inception_V3_Weights.IMAGENET1K_V1", 2048, "fc", "Mixed_7c", min_size=75),
+                     "features.16", "features.12"),
+        BackboneSpec("resnet18", "resnet18", "ResNet18_Weights.IMAGENET1K_V1", 512, "fc", "layer4", "layer3"),
+        BackboneSpec("resnet50", "resnet50", "ResNet50_Weights.IMAGENET1K_V1", 2048, "fc", "layer4", "layer3"),
+        BackboneSpec("densenet121", "densenet121", "DenseNet121_Weights.IMAGENET1K_V1", 1024, "classifier",
+                     "features.norm5", "features.denseblock3"),
+        BackboneSpec("inception_v3", "inception_v3", "Inception_V3_Weights.IMAGENET1K_V1", 2048, "fc", "Mixed_7c",
+                     "Mixed_6e", min_size=75),
     )
 }
 BACKBONES = tuple(REGISTRY)

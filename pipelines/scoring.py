@@ -2,12 +2,18 @@
 
 - `detect_with_flip`: the detector on each image and its horizontal mirror in one call; the
   top box (pixels of the file), its score, the best score per class, the mirror's top box.
-- `classify_with_cams`: one forward of the ensemble with Grad-CAM for every member at once:
-  ensemble and per-member probabilities, an embedding, and each member's CAM for the
-  predicted class. The backward pass runs only from the logits down to the members' last
-  convolutional blocks (the activations are cut from the backbone graph), so a CAM costs
-  a small fraction of a forward pass instead of a full backward per member.
-- `PoolDataset`: decodes each file once for both models.
+- `classify_with_cams`: one forward of the ensemble with two class-activation maps per member
+  from ONE backward pass: Grad-CAM (Selvaraju et al. 2017) at the member's last block (7x7 at
+  224 px, the study's figure 11) and LayerCAM (Jiang et al. 2021) at its stride-16 block (14x14
+  at 224 px: fine enough to see a small marker, where a 7x7 cell is a seventh of the image).
+  LayerCAM rather than Grad-CAM at the finer block because it weighs each location by its own
+  positive gradient instead of a channel mean, which keeps small, local evidence (Jiang et al.
+  show Grad-CAM degrading at shallower layers). The backward runs only from the logits down to
+  the stride-16 block (activations are cut there), so both maps cost a fraction of a forward.
+  Optionally a second, gradient-free forward on chest-only images gives shortcut reliance.
+  `wb cam`, `wb suggest` and `wb suggest show` all take their maps from here.
+- `PoolDataset`: decodes each file for the detector; the classifier's images are made by
+  pipelines.data.classifier_tensors, the one function training and evaluation use too.
 Pure array scoring lives in pipelines.active; this module only runs models.
 """
 from __future__ import annotations
@@ -23,7 +29,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from pipelines.active import class_scores_from_detections
-from pipelines.data import classifier_transform, detector_transform, load_grey_rgb
+from pipelines.data import detector_transform, load_grey_rgb
 
 if TYPE_CHECKING:
     from pipelines.classification import Ensemble
@@ -32,29 +38,26 @@ _NO_BOXES = np.zeros((0, 4), dtype=np.float32)
 
 
 class PoolDataset(torch.utils.data.Dataset[Any]):
-    """Items: (index, detector image [3, Sd, Sd] in [0, 1], classifier image [3, Sc, Sc] normalised, (W, H))."""
+    """Items: (index, detector image [3, Sd, Sd] in [0, 1], the file's (W, H))."""
 
-    def __init__(self, paths: Sequence[str], det_size: int, cls_size: int):
+    def __init__(self, paths: Sequence[str], det_size: int):
         self.paths = list(paths)
-        self.det_size, self.cls_size = det_size, cls_size
-        self.cls_transform = classifier_transform(cls_size)
+        self.det_size = det_size
         self.det_transform = detector_transform(det_size)  # the detector's own (resize, to [0, 1])
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, torch.Tensor, tuple[int, int]]:
-        image, size = load_grey_rgb(self.paths[i], max(self.det_size, self.cls_size))
-        det = self.det_transform(image=image, bboxes=_NO_BOXES, labels=[])["image"]
-        cls = self.cls_transform(image=image)["image"]
-        return i, det, cls, size
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, tuple[int, int]]:
+        image, size = load_grey_rgb(self.paths[i], self.det_size)
+        return i, self.det_transform(image=image, bboxes=_NO_BOXES, labels=[])["image"], size
 
 
 def collate_pool(
-    batch: Sequence[tuple[int, torch.Tensor, torch.Tensor, tuple[int, int]]],
-) -> tuple[list[int], list[torch.Tensor], torch.Tensor, NDArray[Any]]:
-    idx, det, cls, sizes = zip(*batch, strict=True)
-    return list(idx), list(det), torch.stack(cls), np.asarray(sizes, dtype=np.float64)
+    batch: Sequence[tuple[int, torch.Tensor, tuple[int, int]]],
+) -> tuple[list[int], list[torch.Tensor], NDArray[Any]]:
+    idx, det, sizes = zip(*batch, strict=True)
+    return list(idx), list(det), np.asarray(sizes, dtype=np.float64)
 
 
 @dataclass
@@ -96,7 +99,10 @@ class ClassifierBatch:
     probs: NDArray[Any]  # [B, 2] ensemble softmax (column 1 = PNEUMONIA)
     member_probs: NDArray[Any]  # [M, B, 2]
     embeddings: NDArray[Any]  # [B, D]
-    cams: list[NDArray[Any]]  # M arrays [B, h_m, w_m], ReLU'd Grad-CAM at each member's grid, unscaled
+    cams: list[NDArray[Any]]  # M arrays [B, h_m, w_m]: ReLU'd Grad-CAM at each member's last block, unscaled
+    fine_cams: list[NDArray[Any]]  # M arrays [B, h'_m, w'_m]: ReLU'd LayerCAM at each member's stride-16 block
+    chest_probs: NDArray[Any] | None = None  # [B, 2] ensemble softmax on the chest-only images (when given)
+    chest_member_probs: NDArray[Any] | None = None  # [M, B, 2]
 
 
 @contextmanager
@@ -110,6 +116,25 @@ def _frozen(model: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+Hook = Callable[[nn.Module, Any, torch.Tensor], "torch.Tensor | None"]
+
+
+@contextmanager
+def _hooks(pairs: Sequence[tuple[nn.Module, Hook]]) -> Iterator[None]:
+    handles = [module.register_forward_hook(hook) for module, hook in pairs]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _store(store: list[torch.Tensor | None], i: int) -> Hook:
+    def hook(_module: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+        store[i] = out
+    return hook
 
 
 def member_probabilities(model: Ensemble, head_outputs: list[torch.Tensor]) -> torch.Tensor:
@@ -132,56 +157,78 @@ def _filled(kept: list[torch.Tensor | None]) -> list[torch.Tensor]:
     return [t for t in kept if t is not None]
 
 
-def classify_with_cams(model: Ensemble, images: torch.Tensor, device: torch.device) -> ClassifierBatch:
-    """Ensemble outputs and per-member Grad-CAM (Selvaraju et al. 2017) for the predicted class.
+@torch.no_grad()
+def ensemble_probabilities(model: Ensemble, images: torch.Tensor) -> tuple[NDArray[Any], NDArray[Any]]:
+    """(ensemble softmax [B, 2], member probabilities [M, B, 2]) without gradients; images [B, 3, S, S]."""
+    model.eval()
+    heads: list[torch.Tensor | None] = [None] * len(model.member_heads)
+    with _hooks([(h, _store(heads, i)) for i, h in enumerate(model.member_heads)]):
+        logits = model(images)
+    member = member_probabilities(model, _filled(heads))
+    return (logits.float().softmax(dim=1).cpu().numpy().astype(np.float64),
+            member.float().cpu().numpy().astype(np.float64))
 
-    images: [B, 3, S, S] normalised. The model is a pipelines.classification.Ensemble.
-    CAM_m = ReLU(sum_k mean_xy(dy_c/dA_k) * A_k) at member m's `cam_layers()` block, where y_c is
-    the ensemble's logit for its predicted class.
+
+def classify_with_cams(model: Ensemble, images: torch.Tensor, device: torch.device, *,
+                       chest_only: torch.Tensor | None = None) -> ClassifierBatch:
+    """Ensemble outputs and each member's Grad-CAM and LayerCAM for the predicted class, one backward.
+
+    images: [B, 3, S, S] normalised; chest_only: the same images with everything outside the
+    chest box filled (pipelines.data.classifier_tensors' "chest_only" view), or None. With y_c
+    the ensemble's logit for its predicted class:
+    Grad-CAM_m = ReLU(sum_k mean_xy(dy_c/dA_k) A_k) at member m's `cam_layers()` block;
+    LayerCAM_m = ReLU(sum_k ReLU(dy_c/dF_k) F_k) at its `cam_layers(fine=True)` block.
     """
     model.eval()
-    layers = list(model.cam_layers().values())
-    acts: list[torch.Tensor | None] = [None] * len(layers)
+    coarse_layers = list(model.cam_layers().values())
+    fine_layers = list(model.cam_layers(fine=True).values())
+    coarse: list[torch.Tensor | None] = [None] * len(coarse_layers)
+    fine: list[torch.Tensor | None] = [None] * len(fine_layers)
     heads: list[torch.Tensor | None] = [None] * len(model.member_heads)
     feats: list[torch.Tensor | None] = [None] * len(model.members)
 
-    def keep_act(i: int) -> Callable[[nn.Module, Any, torch.Tensor], torch.Tensor]:
+    def cut(i: int) -> Hook:  # the backward stops here: the fine block's output becomes a leaf
         def hook(_module: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:
             leaf = out.detach().requires_grad_(True)
-            acts[i] = leaf
-            return leaf.clone()  # a non-leaf, so in-place ops after the block (DenseNet's ReLU) are allowed
+            fine[i] = leaf
+            return leaf.clone()  # a non-leaf, so in-place ops after the block are allowed
         return hook
 
-    def keep(store: list[torch.Tensor | None], i: int) -> Callable[[nn.Module, Any, torch.Tensor], None]:
-        def hook(_module: nn.Module, _inp: Any, out: torch.Tensor) -> None:
-            store[i] = out
+    def keep(i: int) -> Hook:  # recorded inside the graph; the clone shields it from in-place ops (DenseNet's ReLU)
+        def hook(_module: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:
+            coarse[i] = out
+            return out.clone()
         return hook
 
-    handles = [layer.register_forward_hook(keep_act(i)) for i, layer in enumerate(layers)]
-    handles += [h.register_forward_hook(keep(heads, i)) for i, h in enumerate(model.member_heads)]
-    handles += [m.register_forward_hook(keep(feats, i)) for i, m in enumerate(model.members)]
-    try:
-        with _frozen(model), torch.enable_grad():
-            logits = model(images.to(device))
-            predicted = logits.argmax(dim=1)
-            target = logits.gather(1, predicted[:, None]).sum()  # images are independent in eval mode
-            kept_acts, kept_heads, kept_feats = _filled(acts), _filled(heads), _filled(feats)
-            grads = torch.autograd.grad(target, kept_acts)
-            with torch.no_grad():
-                cams = [torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1))
-                        for g, a in zip(grads, kept_acts, strict=True)]
-                probs = logits.float().softmax(dim=1)
-                member = member_probabilities(model, kept_heads)
-                if model.head == "fc2":
-                    emb = torch.stack(kept_heads).sum(dim=0)
-                else:
-                    emb = torch.cat([nn.functional.normalize(f.flatten(1), dim=1) for f in kept_feats], dim=1)
-    finally:
-        for h in handles:
-            h.remove()
-    return ClassifierBatch(
+    pairs: list[tuple[nn.Module, Hook]] = [(layer, cut(i)) for i, layer in enumerate(fine_layers)]
+    pairs += [(layer, keep(i)) for i, layer in enumerate(coarse_layers)]
+    pairs += [(h, _store(heads, i)) for i, h in enumerate(model.member_heads)]
+    pairs += [(m, _store(feats, i)) for i, m in enumerate(model.members)]
+    with _frozen(model), _hooks(pairs), torch.enable_grad():
+        logits = model(images.to(device))
+        predicted = logits.argmax(dim=1)
+        target = logits.gather(1, predicted[:, None]).sum()  # images are independent in eval mode
+        kept_coarse, kept_fine = _filled(coarse), _filled(fine)
+        kept_heads, kept_feats = _filled(heads), _filled(feats)
+        grads = torch.autograd.grad(target, kept_coarse + kept_fine)
+        with torch.no_grad():
+            g_coarse, g_fine = grads[: len(kept_coarse)], grads[len(kept_coarse):]
+            cams = [torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1))
+                    for g, a in zip(g_coarse, kept_coarse, strict=True)]
+            fine_cams = [torch.relu((torch.relu(g) * a).sum(dim=1)) for g, a in zip(g_fine, kept_fine, strict=True)]
+            probs = logits.float().softmax(dim=1)
+            member = member_probabilities(model, kept_heads)
+            if model.head == "fc2":
+                emb = torch.stack(kept_heads).sum(dim=0)
+            else:
+                emb = torch.cat([nn.functional.normalize(f.flatten(1), dim=1) for f in kept_feats], dim=1)
+    out = ClassifierBatch(
         probs=probs.cpu().numpy().astype(np.float64),
         member_probs=member.float().cpu().numpy().astype(np.float64),
         embeddings=emb.float().cpu().numpy(),
         cams=[c.float().cpu().numpy() for c in cams],
+        fine_cams=[c.float().cpu().numpy() for c in fine_cams],
     )
+    if chest_only is not None:
+        out.chest_probs, out.chest_member_probs = ensemble_probabilities(model, chest_only.to(device))
+    return out
