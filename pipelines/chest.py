@@ -20,12 +20,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
+
+from pipelines.registry import FILLS
 
 Box = tuple[float, float, float, float]
 
-FILLS = ("grey", "blur", "noise")
 VIEWS = ("full", "chest_only", "chest_removed")
 GREY = 128
 
@@ -44,14 +47,14 @@ def box_on_array(box: Box, file_size: tuple[int, int], shape: tuple[int, ...]) -
     return xs[0], ys[0], xs[1], ys[1]
 
 
-def _blur(image: np.ndarray) -> np.ndarray:
+def _blur(image: NDArray[Any]) -> NDArray[Any]:
     import cv2
 
     sigma = max(2.0, 0.05 * min(image.shape[:2]))
     return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def fill_values(image: np.ndarray, fill: str, seed: int = 0) -> np.ndarray:
+def fill_values(image: NDArray[Any], fill: str, seed: int = 0) -> NDArray[Any]:
     """An array like `image` holding what a filled region shows (see the module docstring)."""
     if fill == "grey":
         return np.full_like(image, GREY)
@@ -65,7 +68,7 @@ def fill_values(image: np.ndarray, fill: str, seed: int = 0) -> np.ndarray:
     raise ValueError(f"Unknown fill {fill!r}; choose one of {', '.join(FILLS)}")
 
 
-def box_mask(shape: tuple[int, ...], box_px: tuple[int, int, int, int]) -> np.ndarray:
+def box_mask(shape: tuple[int, ...], box_px: tuple[int, int, int, int]) -> NDArray[Any]:
     """Boolean [H, W], True inside the integer box (x0, y0, x1, y1)."""
     mask = np.zeros(shape[:2], dtype=bool)
     x0, y0, x1, y1 = box_px
@@ -74,8 +77,8 @@ def box_mask(shape: tuple[int, ...], box_px: tuple[int, int, int, int]) -> np.nd
     return mask
 
 
-def fill_region(image: np.ndarray, box_px: tuple[int, int, int, int], *, inside: bool, fill: str = "grey",
-                seed: int = 0) -> np.ndarray:
+def fill_region(image: NDArray[Any], box_px: tuple[int, int, int, int], *, inside: bool, fill: str = "grey",
+                seed: int = 0) -> NDArray[Any]:
     """A copy of `image` with the box (inside=True) or everything outside it (inside=False) filled."""
     mask = box_mask(image.shape, box_px)
     region = mask if inside else ~mask
@@ -85,8 +88,8 @@ def fill_region(image: np.ndarray, box_px: tuple[int, int, int, int], *, inside:
     return out
 
 
-def view(image: np.ndarray, box_px: tuple[int, int, int, int] | None, name: str, fill: str = "grey",
-         seed: int = 0) -> np.ndarray:
+def view(image: NDArray[Any], box_px: tuple[int, int, int, int] | None, name: str, fill: str = "grey",
+         seed: int = 0) -> NDArray[Any]:
     """One of VIEWS of `image`: as it is, chest only (outside filled) or chest removed (box filled).
 
     Without a box every view is the image as it is (nothing can be said about inside or outside).
@@ -110,7 +113,7 @@ def crop_range(shape: tuple[int, ...], box_px: tuple[int, int, int, int], margin
     return cx0, cy0, cx1, cy1
 
 
-def crop(image: np.ndarray, box_px: tuple[int, int, int, int], margin: float = 0.0) -> np.ndarray:
+def crop(image: NDArray[Any], box_px: tuple[int, int, int, int], margin: float = 0.0) -> NDArray[Any]:
     x0, y0, x1, y1 = crop_range(image.shape, box_px, margin)
     return image[y0:y1, x0:x1]
 
@@ -121,7 +124,7 @@ class InputMode:
 
     name: str
     uses_box: bool
-    apply: Callable[[np.ndarray, tuple[int, int, int, int], float], np.ndarray]
+    apply: Callable[[NDArray[Any], tuple[int, int, int, int], float], NDArray[Any]]
     help: str
 
 

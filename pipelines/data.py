@@ -186,13 +186,16 @@ def _scaled_box(box: Box, file_size: tuple[int, int], loaded_shape: tuple[int, .
 class DetectionDataset(torch.utils.data.Dataset[Any]):
     """Items: (image [3, S, S] in [0, 1], target {boxes [1, 4] in S-pixels, labels [1]}).
 
+    With `view` "chest_only" / "chest_removed" the record's box is also what gets filled.
     Detector label = 1 + classifier label (1 normal chest, 2 pneumonia chest). Records without a
     box give an empty target (used for prediction only).
     """
 
-    def __init__(self, records: Sequence[ImageRecord], image_size: int, augment: str = "none"):
+    def __init__(self, records: Sequence[ImageRecord], image_size: int, augment: str = "none", *,
+                 view: str = "full", fill: str = "grey"):
         self.records = list(records)
         self.image_size = image_size
+        self.view, self.fill = view, fill  # a shortcut-reliance view of the record's box (pipelines.chest)
         self.transform = detector_transform(image_size, augment)
         self.plain = detector_transform(image_size, "none")
 
@@ -202,6 +205,8 @@ class DetectionDataset(torch.utils.data.Dataset[Any]):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         rec = self.records[i]
         image, file_size = load_grey_rgb(rec.path, self.image_size)
+        if self.view != "full" and rec.box is not None:
+            image = chest.view(image, chest.box_on_array(rec.box, file_size, image.shape), self.view, self.fill)
         boxes = [_scaled_box(rec.box, file_size, image.shape)] if rec.box is not None else []
         labels = [rec.label + 1] * len(boxes)
         out = self.transform(image=image, bboxes=np.array(boxes, dtype=np.float32).reshape(-1, 4), labels=labels)

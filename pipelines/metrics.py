@@ -85,6 +85,32 @@ def classification_metrics(y_true: ArrayLike, y_score: ArrayLike, y_pred: ArrayL
     return result
 
 
+def youden_threshold(y_true: Any, y_score: Any) -> float:
+    """The decision threshold that maximises Youden's J = sensitivity + specificity - 1.
+
+    y_true[N] in {0, 1} (both present); y_score[N] = P(pneumonia). Predicting pneumonia when
+    score >= t, t is placed halfway between the lowest score called positive and the next lower
+    score (so it generalises instead of sitting on one image); ties in J go to the threshold
+    nearest 0.5. Source: Youden 1950, "Index for rating diagnostic tests" (Cancer 3:32-35).
+    """
+    from sklearn.metrics import roc_curve
+
+    y = np.asarray(y_true, dtype=int)
+    s = np.asarray(y_score, dtype=float)
+    if len(np.unique(y)) != 2:
+        raise ValueError("Youden's J needs both classes")
+    fpr, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
+    j = tpr - fpr
+    best = np.flatnonzero(np.isclose(j, j.max()))
+    finite = [int(i) for i in best if np.isfinite(thresholds[i])]
+    candidates = []
+    for i in finite or [int(best[0])]:
+        t = float(min(thresholds[i], 1.0))
+        lower = s[s < t]
+        candidates.append((t + float(lower.max())) / 2 if len(lower) else t)
+    return float(min(candidates, key=lambda t: abs(t - 0.5)))
+
+
 def detection_map(predictions: list[dict[str, Any]], targets: list[dict[str, Any]]) -> dict[str, Any]:
     """Class-agnostic chest-box COCO mAP (pycocotools).
 

@@ -45,6 +45,9 @@ BACKBONES = tuple(REGISTRY)
 DETECTOR_BACKBONES = ("mobilenet_v2", "mobilenet_v3", "resnet50")  # backbones pipelines.detection can build
 HEADS = ("fc1", "fc2")  # the ensemble's heads (pipelines.classification)
 AUGMENTATIONS = ("none", "affine", "rotate")  # pipelines.data.augmentation
+INPUT_MODES = ("full", "chest-crop", "chest-mask")  # how a classifier sees an image (pipelines.chest.INPUT_MODES)
+FILLS = ("grey", "blur", "noise")  # what fills a removed region (pipelines.chest.fill_values)
+GUIDES = ("none", "boxes")  # boxes: input-gradient penalty outside the chest box (pipelines.engine)
 
 
 def get_spec(name: str) -> BackboneSpec:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from pipelines.chest import box_on_array
+from pipelines.chest import Box, box_on_array
 
 SHAPES = ("square", "disc", "ring", "cross", "letter")
 PLACES = ("anywhere", "corners", "margin")
@@ -32,7 +34,8 @@ class MarkerSpec:
 
     shape: str = "square"  # one of SHAPES, or "mixed" (a shape drawn per image)
     size: float = 0.06
-    place: str = "anywhere"  # anywhere outside the box | corners (within a quarter of two edges) | margin (centre of the widest margin)
+    # anywhere outside the box | corners (within the outer quarter in x and y) | margin (centre of the widest margin)
+    place: str = "anywhere"
     intensity: int = 255
 
     def validate(self) -> None:
@@ -51,16 +54,20 @@ def marker_side(width: int, height: int, size: float) -> int:
     return max(3, int(round(size * min(width, height))))
 
 
-def stamp(shape: str, side: int, letter: str = "R") -> np.ndarray:
+def stamp(shape: str, side: int, letter: str = "R") -> NDArray[Any]:
     """Boolean [side, side]: the marker's pixels."""
     yy, xx = np.mgrid[0:side, 0:side] + 0.5
     r = np.hypot(xx - side / 2, yy - side / 2)
+    out: NDArray[Any]
     if shape == "square":
-        return np.ones((side, side), dtype=bool)
+        out = np.ones((side, side), dtype=bool)
+        return out
     if shape == "disc":
-        return r <= side / 2
+        out = r <= side / 2
+        return out
     if shape == "ring":
-        return (r <= side / 2) & (r >= side / 2 - max(1.0, side / 5))
+        out = (r <= side / 2) & (r >= side / 2 - max(1.0, side / 5))
+        return out
     if shape == "cross":
         bar = max(1, side // 4)
         lo = (side - bar) // 2
@@ -76,7 +83,7 @@ def stamp(shape: str, side: int, letter: str = "R") -> np.ndarray:
     raise ValueError(f"Unknown marker shape {shape!r}; choose one of {', '.join(SHAPES)}")
 
 
-def free_positions(width: int, height: int, box, side: int, place: str = "anywhere") -> np.ndarray:
+def free_positions(width: int, height: int, box: Box | None, side: int, place: str = "anywhere") -> NDArray[Any]:
     """Top-left corners [K, 2] (x, y) where a side x side marker fits the image and misses the box.
 
     box: file pixels (exclusive max) or None (anywhere in the image). "corners": the marker lies
@@ -86,7 +93,8 @@ def free_positions(width: int, height: int, box, side: int, place: str = "anywhe
     if side > width or side > height:
         return np.zeros((0, 2), dtype=np.int64)
     bx0, by0, bx1, by1 = box_on_array(box, (width, height), (height, width)) if box is not None else (0, 0, 0, 0)
-    xs, ys = np.arange(width - side + 1), np.arange(height - side + 1)
+    xs: NDArray[Any] = np.arange(width - side + 1)
+    ys: NDArray[Any] = np.arange(height - side + 1)
     if place == "margin":
         if box is None:
             return np.zeros((0, 2), dtype=np.int64)
@@ -125,7 +133,8 @@ class Planted:
         return self.x, self.y, self.x + self.side, self.y + self.side
 
 
-def plant_marker(image: np.ndarray, box, spec: MarkerSpec, rng: np.random.Generator) -> tuple[np.ndarray, Planted | None]:
+def plant_marker(image: NDArray[Any], box: Box | None, spec: MarkerSpec,
+                 rng: np.random.Generator) -> tuple[NDArray[Any], Planted | None]:
     """(a copy of `image` with one marker outside `box`, where it went) or (image, None) when none fits."""
     spec.validate()
     height, width = image.shape[:2]

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from pipelines import active
 from pipelines.presets import UnknownPreset, get_preset
-from pipelines.registry import AUGMENTATIONS, BACKBONES, DETECTOR_BACKBONES, HEADS, get_spec
+from pipelines.registry import AUGMENTATIONS, BACKBONES, DETECTOR_BACKBONES, FILLS, GUIDES, HEADS, INPUT_MODES, get_spec
 from workbench.errors import InputError
 
 PARTS = ("train", "val", "test")
@@ -113,6 +113,12 @@ class ClassifierConfig(TrainConfig):
     head: str = "fc2"  # fc1: members' probabilities -> 1 FC; fc2: 128-d projections summed -> 64 -> 2
     freeze: float = 0.0  # fraction of each member's leading parameters kept frozen
     balance: bool = False  # weight the loss by inverse class frequency of the train part
+    # How chest boxes steer the classifier (see README, "Shortcut reliance"):
+    input_mode: str = "full"  # full | chest-crop | chest-mask: train and predict on the chest region only
+    margin: float = 0.0  # chest-crop: extra border, a fraction of the box's width/height on each side
+    boxes_from: int | None = None  # detector run whose boxes stand in where an image has no annotated box
+    guide: str = "none"  # none | boxes: penalise input gradients outside the annotated chest box (Ross et al. 2017)
+    guide_weight: float = 1000.0  # the penalty's weight (lambda) with --guide boxes
     epochs: int = 30
     image_size: int = 299
     batch_size: int = 16
@@ -176,6 +182,13 @@ def validate_train_config(config: TrainConfig) -> None:
             _check(config.image_size >= get_spec(name).min_size, f"{name} needs --image-size >= {get_spec(name).min_size}")
         _check(config.head in HEADS, f"Unknown head {config.head!r}", f"choose one of {', '.join(HEADS)}")
         _check(0.0 <= config.freeze < 1.0, "--freeze must be in [0, 1)")
+        _check(config.input_mode in INPUT_MODES, f"Unknown --input {config.input_mode!r}", f"choose one of {', '.join(INPUT_MODES)}")
+        _check(config.guide in GUIDES, f"Unknown --guide {config.guide!r}", f"choose one of {', '.join(GUIDES)}")
+        _check(0.0 <= config.margin <= 1.0, "--margin must be in [0, 1] (a fraction of the box size)")
+        _check(math.isfinite(config.guide_weight) and config.guide_weight >= 0, "--guide-weight must be >= 0")
+        _check(not (config.guide != "none" and config.input_mode != "full"),
+               "--guide trains on full images; it cannot be combined with --input " + config.input_mode,
+               "use one: --input chest-crop|chest-mask, or --guide boxes")
 
 
 # --- suggest ----------------------------------------------------------------------------------

@@ -1,27 +1,39 @@
-"""A detector's top box per image, and storing it as `Prediction` rows of its run.
+"""Trained models applied to the workspace's images: a service below the use cases, beside runs.py.
 
-Below the use cases, beside workbench/runs.py: `wb eval` reads a part's detections with
-`top_detections`; `wb ls push --predictions RUN` calls `predict_missing_boxes` for the images the
-run has never seen, so pre-annotations do not wait for a `wb eval` of the right part. Torch is
-imported at module level here: import this module inside the function that needs it.
+- `top_detections`: a detector's top box per image (`wb eval`); `predict_missing_boxes` stores it
+  as `Prediction` rows of its run for images the run has never seen (`wb ls push --predictions`).
+- `chest_boxes` / `box_records`: each image's chest box: the annotated one, else a detector
+  run's (predicted once and stored). Classifier runs that use boxes (an input mode, guidance)
+  name that detector run in their config, and training, `wb eval`, `wb cam` and `wb suggest`
+  all take boxes from here, so a model is asked the way it was trained.
+- `predict_probabilities`: P(pneumonia) of a classifier or detector run for records, in any
+  shortcut-reliance view; `decision_threshold`: the run's threshold, chosen on its val part.
+Torch is imported at module level here: import this module inside the function that needs it.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from sqlalchemy import select
 
 from db.models import Image, Prediction, Run
 from pipelines import engine
-from pipelines.data import LABELS, DetectionDataset, collate_detection
+from pipelines.chest import Box
+from pipelines.data import LABELS, ClassificationDataset, ClassifierInput, DetectionDataset, ImageRecord, collate_detection
+from pipelines.metrics import youden_threshold
+from workbench.configs import ClassifierConfig, TrainConfig
 from workbench.errors import InputError
-from workbench.runs import dimensions, load_trained, require_files, to_record
+from workbench.runs import dimensions, latest_boxes, load_trained, part_images, require_files, to_record, update_run
 from workbench.workspace import Workspace
 
 LS_PUSH_PART = "ls-push"  # Prediction.extra["part"] of boxes predicted for a push (eval replaces only its own part)
+BOXES_PART = "boxes"  # ... of boxes predicted to stand in for missing annotations (chest_boxes)
+_CHUNK = 5000  # ids per IN (...) query
 
 
 def top_detections(preds: list[dict], sizes: list[tuple[int, int]], image_size: int):
@@ -56,11 +68,11 @@ def top_detections(preds: list[dict], sizes: list[tuple[int, int]], image_size: 
 
 
 def predict_missing_boxes(ws: Workspace, run_id: int, image_ids: Sequence[int], *, batch_size: int = 8,
-                          progress: bool = True) -> int:
+                          progress: bool = True, part: str = LS_PUSH_PART) -> int:
     """Run detector run `run_id` (best.pt, CPU) on the images it has no Prediction row for; store its top box.
 
     Returns how many images were predicted (0 when every image had a row already). Rows are
-    tagged `extra["part"] = LS_PUSH_PART`.
+    tagged `extra["part"] = part`.
     """
     with ws.db.session() as s:
         run = s.get(Run, run_id)
@@ -85,5 +97,127 @@ def predict_missing_boxes(ws: Workspace, run_id: int, image_ids: Sequence[int], 
             x0, y0, x1, y1 = box if box is not None else (None,) * 4
             s.add(Prediction(run_id=run_id, image_id=im.id, label=LABELS[int(label)], score=score,
                              prob_pneumonia=float(prob), x_min=x0, y_min=y0, x_max=x1, y_max=y1,
-                             extra={"part": LS_PUSH_PART}))
+                             extra={"part": part}))
     return len(images)
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i:i + _CHUNK]
+
+
+def chest_boxes(ws: Workspace, image_ids: Sequence[int], detector_run: int | None, *,
+                progress: bool = True) -> dict[int, tuple[Box, str]]:
+    """image id -> (chest box in file pixels, where it came from: "annotated" or "detector <run>").
+
+    The newest valid annotated box first; for the other images, with `detector_run`, that run's
+    top box (predicted now, and stored as `Prediction` rows, for images it has never seen).
+    Images with neither are left out (no annotation, and no detector run or no detection).
+    """
+    ids = list(dict.fromkeys(image_ids))
+    with ws.db.session() as s:
+        out = {i: (b, "annotated") for i, b in latest_boxes(s, ids).items()}
+    rest = [i for i in ids if i not in out]
+    if detector_run is None or not rest:
+        return out
+    predict_missing_boxes(ws, detector_run, rest, progress=progress, part=BOXES_PART)
+    source = f"detector {detector_run}"
+    with ws.db.session() as s:
+        for chunk in _chunks(rest):
+            for p in s.scalars(select(Prediction).where(Prediction.run_id == detector_run, Prediction.image_id.in_(chunk),
+                                                        Prediction.x_min.is_not(None)).order_by(Prediction.id)):
+                if p.x_min is not None and p.y_min is not None and p.x_max is not None and p.y_max is not None:
+                    out[p.image_id] = ((p.x_min, p.y_min, p.x_max, p.y_max), source)  # the newest row wins
+    return out
+
+
+def box_records(ws: Workspace, images: Sequence[Image], detector_run: int | None, *,
+                progress: bool = True) -> tuple[list[ImageRecord], dict[str, int]]:
+    """(one record per image with its chest box from `chest_boxes`, counts per box source incl. "none")."""
+    boxes = chest_boxes(ws, [im.id for im in images], detector_run, progress=progress)
+    records = [to_record(im, boxes[im.id][0] if im.id in boxes else None) for im in images]
+    counts = Counter(boxes[im.id][1] if im.id in boxes else "none" for im in images)
+    return records, dict(counts)
+
+
+def uses_boxes(config: TrainConfig) -> bool:
+    """Whether a run's model needs chest boxes to see its input (a chest input mode, or guidance)."""
+    return isinstance(config, ClassifierConfig) and (config.input_mode != "full" or config.guide != "none")
+
+
+def classifier_input(config: TrainConfig) -> ClassifierInput:
+    if isinstance(config, ClassifierConfig):
+        return ClassifierInput(config.input_mode, config.margin)
+    return ClassifierInput()
+
+
+def box_source(config: TrainConfig, requested: int | None = None) -> int | None:
+    """The detector run whose boxes stand in for missing annotations: the run's own when it uses
+    boxes (a request for another is an error: a model is asked the way it was trained), else the request."""
+    own = config.boxes_from if isinstance(config, ClassifierConfig) else None
+    if uses_boxes(config):
+        if requested is not None and requested != own:
+            raise InputError(f"This run takes its chest boxes from {'detector run ' + str(own) if own else 'annotations only'}",
+                             "drop --boxes-from: the run's own box source is used")
+        return own
+    return requested
+
+
+def predict_probabilities(model: torch.nn.Module, config: TrainConfig, kind: str, records: Sequence[ImageRecord],
+                          device: torch.device, *, view: str = "full", fill: str = "grey", batch_size: int = 8,
+                          progress: bool = False) -> tuple[NDArray[Any], list[dict[str, Any]] | None]:
+    """(P(pneumonia)[N], detector outputs per image or None) of a run's model on `records` seen as `view`.
+
+    Classifiers see the run's input mode (records carry the boxes); a detector's probability is
+    0.5 +- 0.5 x its top box's score by the box's class (see `top_detections`).
+    """
+    if kind == "classifier":
+        data = ClassificationDataset(records, config.image_size, inputs=classifier_input(config), view=view, fill=fill)
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
+        return engine.predict_probs(model, loader, device, progress=progress)[:, 1], None
+    loader = torch.utils.data.DataLoader(DetectionDataset(records, config.image_size, view=view, fill=fill),
+                                         batch_size=batch_size, collate_fn=collate_detection)
+    preds = engine.predict_detections(model, loader, device, progress=progress)
+    return np.asarray([0.5 if not len(p["scores"]) else 0.5 + (0.5 if int(p["labels"][0]) == 2 else -0.5) * float(p["scores"][0])
+                       for p in preds]), preds
+
+
+def decision_threshold(ws: Workspace, run_id: int, checkpoint: str, model: torch.nn.Module | None = None, *,
+                       device: torch.device | None = None, progress: bool = False) -> dict[str, Any]:
+    """The run's decision threshold for `checkpoint`, chosen on its val part (Youden's J), stored on the run.
+
+    Returns {"value", "rule", "part", "images"}; computed once per checkpoint and kept in
+    run.metrics["threshold"][checkpoint]. Falls back to 0.5 (rule "default") when the val part
+    lacks a class. Never tuned on test.
+    """
+    with ws.db.session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise InputError(f"No run with id {run_id}")
+        stored = ((run.metrics or {}).get("threshold") or {}).get(checkpoint)
+        if stored is not None:
+            return dict(stored)
+        from workbench.configs import config_from_dict
+
+        config = config_from_dict(run.kind, run.config)
+        kind = run.kind
+        if model is None:
+            model, config = load_trained(run, checkpoint)
+        split = run.split
+        _, images = part_images(s, split.name if split is not None else None, "val")
+    device = device or torch.device("cpu")
+    model = model.to(device)
+    records, _ = box_records(ws, images, box_source(config), progress=progress) if uses_boxes(config) else (
+        [to_record(im) for im in images], {})
+    labels = np.array([r.label for r in records])
+    if len(set(labels.tolist())) < 2:
+        found = {"value": 0.5, "rule": "default (the val part lacks a class)", "part": "val", "images": len(records)}
+    else:
+        probs, _ = predict_probabilities(model, config, kind, records, device, progress=progress)
+        found = {"value": round(youden_threshold(labels, probs), 6), "rule": "youden_j", "part": "val", "images": len(records)}
+    with ws.db.session() as s:
+        run = s.get(Run, run_id)
+        metrics = dict(run.metrics or {})
+        metrics["threshold"] = {**(metrics.get("threshold") or {}), checkpoint: found}
+        run.metrics = metrics
+    return found
