@@ -276,6 +276,26 @@ def off_lung_members(member_cams: Sequence[NDArray[Any]] | NDArray[Any], boxes: 
     return per, combined
 
 
+# --- shortcut reliance ----------------------------------------------------------------------------
+
+def probability_shift(probs: NDArray[Any], chest_probs: NDArray[Any]) -> NDArray[Any]:
+    """|P(pneumonia) as it is - P(pneumonia) with everything outside the chest box filled|, in [0, 1].
+
+    probs[N, 2] and chest_probs[N, 2] (column 1 = PNEUMONIA), or [M, N, 2] per member (then [M, N]).
+    NaN where either is non-finite (no chest box: nothing was filled). High: the answer depends
+    on what lies outside the chest (markers, text, borders), the shortcut boxes should fix.
+    Source: occlusion sensitivity (Zeiler & Fergus 2014, "Visualizing and Understanding
+    Convolutional Networks", ECCV), with the chest box's complement as the occluded region.
+    """
+    p = np.asarray(probs, dtype=np.float64)[..., 1]
+    c = np.asarray(chest_probs, dtype=np.float64)[..., 1]
+    if p.shape != c.shape:
+        raise ValueError(f"probs {p.shape} and chest_probs {c.shape} differ in shape")
+    out = np.abs(p - c)
+    out[~(np.isfinite(p) & np.isfinite(c))] = np.nan
+    return np.clip(out, 0.0, 1.0)
+
+
 # --- combination -----------------------------------------------------------------------------
 
 def rank_normalise(values: NDArray[Any]) -> NDArray[Any]:
@@ -319,19 +339,20 @@ def combine_scores(components: Mapping[str, NDArray[Any]], weights: Mapping[str,
 # --- all components for a pool -----------------------------------------------------------------
 
 COMPONENTS = ("det_confidence", "det_ambiguity", "det_instability", "uncertainty",
-              "cls_entropy", "cls_disagreement", "classifier", "off_lung")
-ALIASES = {"detector": "uncertainty", "offlung": "off_lung", "off-lung": "off_lung"}
+              "cls_entropy", "cls_disagreement", "classifier", "off_lung", "off_chest_reliance")
+ALIASES = {"detector": "uncertainty", "offlung": "off_lung", "off-lung": "off_lung", "reliance": "off_chest_reliance"}
 
 
 def score_components(*, top_scores: NDArray[Any], class_scores: NDArray[Any], boxes: NDArray[Any], flip_boxes: NDArray[Any],
                      widths: NDArray[Any], probs: NDArray[Any], member_probs: NDArray[Any],
-                     off_lung: NDArray[Any]) -> dict[str, NDArray[Any]]:
+                     off_lung: NDArray[Any], reliance: NDArray[Any] | None = None) -> dict[str, NDArray[Any]]:
     """Every component [N] by name (see COMPONENTS), from a pool's stored model outputs.
 
     top_scores[N], class_scores[N, 2], boxes[N, 4], flip_boxes[N, 4] (mirror's pixels), widths[N]:
     the detector; probs[N, 2], member_probs[M, N, 2]: the ensemble; off_lung[N]: combined
-    off-lung attention. `uncertainty` = mean of the three detector parts, `classifier` = mean
-    of entropy and member disagreement.
+    off-lung attention (LayerCAM at stride 16); reliance[N]: `probability_shift` of the ensemble
+    (NaN when not measured). `uncertainty` = mean of the three detector parts, `classifier` =
+    mean of entropy and member disagreement.
     """
     conf = top_box_uncertainty(top_scores)
     amb = margin_uncertainty(class_scores)
@@ -340,4 +361,6 @@ def score_components(*, top_scores: NDArray[Any], class_scores: NDArray[Any], bo
     dis = mutual_information(member_probs)
     return {"det_confidence": conf, "det_ambiguity": amb, "det_instability": inst,
             "uncertainty": detector_uncertainty(conf, amb, inst), "cls_entropy": ent, "cls_disagreement": dis,
-            "classifier": (ent + dis) / 2, "off_lung": np.asarray(off_lung, dtype=np.float64)}
+            "classifier": (ent + dis) / 2, "off_lung": np.asarray(off_lung, dtype=np.float64),
+            "off_chest_reliance": (np.full(len(ent), np.nan) if reliance is None
+                                   else np.asarray(reliance, dtype=np.float64))}

@@ -1,10 +1,12 @@
-"""Class-activation maps with pytorch-grad-cam.
+"""Class-activation maps: showing them, and the detector's EigenCAM (pytorch-grad-cam).
 
-- Ensemble: Grad-CAM per member (Selvaraju et al. 2017): the gradient of the ensemble's logit
-  for the chosen class with respect to that member's last convolutional block (the study's fig. 11).
+- Ensemble: Grad-CAM and LayerCAM per member come from pipelines.scoring.classify_with_cams, the
+  one implementation `wb cam`, `wb suggest` and `wb suggest show` share (tested equal to
+  pytorch-grad-cam's GradCAM and LayerCAM); `scale_map` turns a raw map into a picture-sized
+  [0, 1] map the way pytorch-grad-cam does (min-max, then resize).
 - Detector: EigenCAM (Muhammad & Yeasin 2020): the first principal component of the backbone's
   feature map; gradient-free, so it suits detectors whose outputs are boxes, not one logit.
-Maps come back at the image file's size, float32 in [0, 1].
+Maps come back at the picture's size, float32 in [0, 1].
 """
 from __future__ import annotations
 
@@ -15,13 +17,12 @@ import cv2
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from pytorch_grad_cam import EigenCAM, GradCAM
+from pytorch_grad_cam import EigenCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 if TYPE_CHECKING:
-    from pipelines.classification import Ensemble
+    pass
 
 
 def fpn_reshape(features: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -46,24 +47,13 @@ def overlay(image_rgb: NDArray[Any], cam: NDArray[Any]) -> NDArray[Any]:
     return picture
 
 
-def ensemble_cams(model: Ensemble, input_tensor: torch.Tensor, image_size: tuple[int, int],
-                  target_class: int | None = None) -> dict[str, NDArray[Any]]:
-    """Member -> Grad-CAM map [H, W] for one image.
-
-    input_tensor: [1, 3, S, S] as fed to the model; image_size: the file's (width, height);
-    target_class: 0 NORMAL / 1 PNEUMONIA, default the predicted class.
-    """
-    model.eval()
-    with torch.no_grad():
-        predicted = int(model(input_tensor).argmax(dim=1)[0])
-    targets = [ClassifierOutputTarget(predicted if target_class is None else target_class)]
-    maps: dict[str, NDArray[Any]] = {}
-    for name, layer in model.cam_layers().items():
-        # Frozen layers still need gradients flowing through them for Grad-CAM.
-        with GradCAM(model=model, target_layers=[layer]) as cam, torch.enable_grad():
-            grey = cam(input_tensor=input_tensor.clone().requires_grad_(True), targets=targets)[0]
-        maps[name] = _to_size(grey, *image_size)
-    return maps
+def scale_map(cam: NDArray[Any], width: int, height: int) -> NDArray[Any]:
+    """A raw CAM [h, w] (non-negative) as [height, width] float32 in [0, 1]: min-max scaled, then
+    resized bilinearly (pytorch-grad-cam's scale_cam_image does the same)."""
+    cam = np.asarray(cam, dtype=np.float32)
+    cam = cam - cam.min()
+    cam = cam / (1e-7 + cam.max())
+    return _to_size(cam, width, height)
 
 
 def detector_cam(model: nn.Module, layer: nn.Module, input_tensor: torch.Tensor, image_size: tuple[int, int],

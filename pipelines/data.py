@@ -131,6 +131,17 @@ def classifier_image(image: NDArray[Any], file_size: tuple[int, int], box: Box |
     return image
 
 
+def box_in_input(box: Box, file_size: tuple[int, int], inputs: ClassifierInput = FULL_INPUT
+                 ) -> tuple[Box, tuple[int, int]]:
+    """(box, (width, height)) of the frame the classifier sees, in file pixels: the crop for
+    chest-crop (the box shifted into it), the whole file otherwise. For CAM shares in that frame."""
+    if inputs.mode != "chest-crop":
+        return box, file_size
+    w, h = file_size
+    x0, y0, x1, y1 = chest.crop_range((h, w), chest.box_on_array(box, file_size, (h, w)), inputs.margin)
+    return (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0), (x1 - x0, y1 - y0)
+
+
 def _decode_for_classifier(rec: ImageRecord, image_size: int, inputs: ClassifierInput) -> tuple[NDArray[Any], tuple[int, int]]:
     crop_box = rec.box if inputs.mode == "chest-crop" else None
     return load_grey_rgb(rec.path, image_size, crop_box=crop_box, margin=inputs.margin)

@@ -111,6 +111,34 @@ def youden_threshold(y_true: Any, y_score: Any) -> float:
     return float(min(candidates, key=lambda t: abs(t - 0.5)))
 
 
+RELIANCE_VIEWS = ("full", "chest_only", "chest_removed")  # pipelines.chest.VIEWS
+
+
+def reliance_metrics(y_true: Any, probs: dict[str, Any], *, threshold: float = 0.5, n_boot: int = 1000,
+                     seed: int = 0) -> dict[str, Any]:
+    """Shortcut reliance: how a model scores the same images as they are, chest only, chest removed.
+
+    y_true[N] in {0, 1}; probs: view -> P(pneumonia)[N] for each of RELIANCE_VIEWS (pipelines.chest:
+    chest_only = everything outside the box filled, chest_removed = the box filled). Returns
+    {"images", "threshold", "views": {view: {"accuracy", "roc_auc", "ci": {...}, "confusion_matrix"}},
+    "flip_share": share of predictions (at `threshold`) that change when the outside is removed,
+    "off_chest_auc": ROC-AUC on chest-removed images (0.5: nothing outside the chest tells the
+    classes apart; 1.0: the outside alone does)}.
+    """
+    missing = [v for v in RELIANCE_VIEWS if v not in probs]
+    if missing:
+        raise ValueError(f"reliance needs every view; missing {', '.join(missing)}")
+    views: dict[str, Any] = {}
+    for view in RELIANCE_VIEWS:
+        m = classification_metrics(y_true, probs[view], threshold=threshold, n_boot=n_boot, seed=seed)
+        views[view] = {"accuracy": m["accuracy"], "roc_auc": m["roc_auc"], "confusion_matrix": m["confusion_matrix"],
+                       "ci": {k: m["ci"][k] for k in ("accuracy", "roc_auc")}}
+    full = np.asarray(probs["full"], dtype=float) >= threshold
+    only = np.asarray(probs["chest_only"], dtype=float) >= threshold
+    return {"images": int(len(full)), "threshold": threshold, "views": views,
+            "flip_share": float(np.mean(full != only)), "off_chest_auc": views["chest_removed"]["roc_auc"]}
+
+
 def detection_map(predictions: list[dict[str, Any]], targets: list[dict[str, Any]]) -> dict[str, Any]:
     """Class-agnostic chest-box COCO mAP (pycocotools).
 

@@ -47,7 +47,9 @@ HEADS = ("fc1", "fc2")  # the ensemble's heads (pipelines.classification)
 AUGMENTATIONS = ("none", "affine", "rotate")  # pipelines.data.augmentation
 INPUT_MODES = ("full", "chest-crop", "chest-mask")  # how a classifier sees an image (pipelines.chest.INPUT_MODES)
 FILLS = ("grey", "blur", "noise")  # what fills a removed region (pipelines.chest.fill_values)
-GUIDES = ("none", "boxes")  # boxes: input-gradient penalty outside the chest box (pipelines.engine)
+GUIDES = ("none", "boxes")
+MARKER_SHAPES = ("square", "disc", "ring", "cross", "letter")  # planted shortcut markers (pipelines.stress)
+MARKER_PLACES = ("anywhere", "corners", "margin")  # boxes: input-gradient penalty outside the chest box (pipelines.engine)
 
 
 def get_spec(name: str) -> BackboneSpec:

@@ -14,6 +14,8 @@
   `wb cam`, `wb suggest` and `wb suggest show` all take their maps from here.
 - `PoolDataset`: decodes each file for the detector; the classifier's images are made by
   pipelines.data.classifier_tensors, the one function training and evaluation use too.
+- `score_pool_batches`: the one scoring loop `wb suggest`, `wb simulate` and the shortcut test
+  share: both models on a batch, then off-lung attention and shortcut reliance per member.
 Pure array scoring lives in pipelines.active; this module only runs models.
 """
 from __future__ import annotations
@@ -28,8 +30,18 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from pipelines import active
 from pipelines.active import class_scores_from_detections
-from pipelines.data import detector_transform, load_grey_rgb
+from pipelines.chest import Box
+from pipelines.data import (
+    FULL_INPUT,
+    ClassifierInput,
+    ImageRecord,
+    box_in_input,
+    classifier_tensors,
+    detector_transform,
+    load_grey_rgb,
+)
 
 if TYPE_CHECKING:
     from pipelines.classification import Ensemble
@@ -232,3 +244,70 @@ def classify_with_cams(model: Ensemble, images: torch.Tensor, device: torch.devi
     if chest_only is not None:
         out.chest_probs, out.chest_member_probs = ensemble_probabilities(model, chest_only.to(device))
     return out
+
+
+@dataclass(frozen=True)
+class PoolItem:
+    """An image to score: its file and, when known, its chest box in file pixels (an annotated
+    box, or the classifier's own box source); None: the detector's top box stands in."""
+
+    path: str
+    box: Box | None = None
+
+
+@dataclass
+class PoolScores:
+    """One scored batch. M members, B images; NaN where a value cannot be measured (no chest box)."""
+
+    indices: list[int]  # positions in the items given to `score_pool_batches`
+    detector: DetectorBatch
+    classifier: ClassifierBatch
+    boxes: NDArray[Any]  # [B, 4] the chest box measured against, file pixels (NaN row: none)
+    off_lung_members: NDArray[Any]  # [M, B] off-lung attention of each member's LayerCAM (pipelines.active)
+    off_lung: NDArray[Any]  # [B] mean over members
+    cam_outside: NDArray[Any]  # [M, B] raw share of each member's LayerCAM mass outside the box
+    reliance_members: NDArray[Any]  # [M, B] |P_m(pneumonia) - P_m(pneumonia | outside filled)|
+    reliance: NDArray[Any]  # [B] the same for the ensemble
+
+
+def score_pool_batches(detector: nn.Module, det_size: int, classifier: Ensemble, cls_size: int, items: Sequence[PoolItem],
+                       device: torch.device, *, inputs: ClassifierInput = FULL_INPUT, fill: str = "blur",
+                       batch_size: int = 8) -> Iterator[PoolScores]:
+    """Score `items` batch by batch: detector (with its mirror), classifier (with CAMs), reliance.
+
+    Each image's chest box is its item's box, else the detector's top box. The classifier sees
+    the image as it was trained to (`inputs`: a chest input mode uses the item's box only, never
+    this detector's, as training and `wb eval` do), once as it is and once with everything outside
+    the box filled with `fill` (pipelines.chest.FILLS) for the reliance component.
+    """
+    loader = torch.utils.data.DataLoader(PoolDataset([it.path for it in items], det_size), batch_size=batch_size,
+                                         shuffle=False, collate_fn=collate_pool)
+    for idx, det_images, sizes in loader:
+        det = detect_with_flip(detector, det_images, sizes, device)
+        boxes = np.full((len(idx), 4), np.nan)
+        records = []
+        for j, i in enumerate(idx):
+            given = items[i].box
+            if given is not None:
+                boxes[j] = given
+            elif np.isfinite(det.top_box[j]).all():
+                boxes[j] = det.top_box[j]
+            box = tuple(float(v) for v in boxes[j]) if np.isfinite(boxes[j]).all() else None
+            records.append(ImageRecord(None, items[i].path, 0, given if inputs.uses_box else box))  # type: ignore[arg-type]
+        tensors = [classifier_tensors(r, cls_size, inputs, views=("full", "chest_only"), fill=fill) for r in records]
+        cls = classify_with_cams(classifier, torch.stack([t[0] for t in tensors]), device,
+                                 chest_only=torch.stack([t[1] for t in tensors]))
+        frame_boxes = np.full((len(idx), 4), np.nan)
+        frame_sizes = np.asarray(sizes, dtype=np.float64).copy()
+        for j in range(len(idx)):
+            if np.isfinite(boxes[j]).all():
+                box, frame = box_in_input(tuple(boxes[j]), (int(sizes[j][0]), int(sizes[j][1])), inputs)
+                frame_boxes[j], frame_sizes[j] = box, frame
+        per_member, combined = active.off_lung_members(cls.fine_cams, frame_boxes, frame_sizes)
+        shares = np.stack([active.cam_outside_share(c, frame_boxes, frame_sizes)[0] for c in cls.fine_cams])
+        assert cls.chest_probs is not None and cls.chest_member_probs is not None
+        measured = np.array([r.box is not None for r in records])  # no box: nothing was filled
+        rel_members = np.where(measured[None, :], active.probability_shift(cls.member_probs, cls.chest_member_probs), np.nan)
+        rel = np.where(measured, active.probability_shift(cls.probs, cls.chest_probs), np.nan)
+        yield PoolScores(indices=list(idx), detector=det, classifier=cls, boxes=boxes, off_lung_members=per_member,
+                         off_lung=combined, cam_outside=shares, reliance_members=rel_members, reliance=rel)

@@ -17,9 +17,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipelines.chest import Box, box_on_array
+from pipelines.registry import MARKER_PLACES, MARKER_SHAPES
 
-SHAPES = ("square", "disc", "ring", "cross", "letter")
-PLACES = ("anywhere", "corners", "margin")
+SHAPES = MARKER_SHAPES
+PLACES = MARKER_PLACES
 
 # 5 x 7 block letters, like the laterality markers ("R", "L") on real radiographs.
 _GLYPHS = {

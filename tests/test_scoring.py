@@ -1,4 +1,5 @@
-"""The one-pass Grad-CAM in pipelines.scoring matches pytorch-grad-cam, member by member."""
+"""The one-pass CAMs in pipelines.scoring match pytorch-grad-cam, member by member: Grad-CAM at the
+last block and LayerCAM at the stride-16 block, both from one backward pass."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,8 @@ from tests.conftest import require_imagenet_mobilenet_v2
 
 
 @pytest.mark.slow
-def test_one_pass_grad_cam_matches_pytorch_grad_cam():
-    from pytorch_grad_cam import GradCAM
+def test_one_pass_grad_cam_and_layer_cam_match_pytorch_grad_cam():
+    from pytorch_grad_cam import GradCAM, LayerCAM
     from pytorch_grad_cam.utils.image import scale_cam_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -27,10 +28,15 @@ def test_one_pass_grad_cam_matches_pytorch_grad_cam():
     np.testing.assert_allclose(out.probs.sum(axis=1), 1.0, atol=1e-6)
     assert all(p.requires_grad for p in model.parameters())  # left as it was found
     predicted = model(x).argmax(dim=1)
-    for cams, (_name, layer) in zip(out.cams, model.cam_layers().items(), strict=True):
-        with GradCAM(model=model, target_layers=[layer]) as cam:
-            reference = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(p)) for p in predicted])
-        mine = scale_cam_image(cams, (96, 96))
-        for a, b in zip(mine, reference, strict=True):
-            assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
-        assert np.abs(mine - reference).max() < 0.05  # same maps up to float32 rounding after min-max scaling
+    pairs = [(GradCAM, out.cams, model.cam_layers()), (LayerCAM, out.fine_cams, model.cam_layers(fine=True))]
+    for method, maps, layers in pairs:
+        for cams, layer in zip(maps, layers.values(), strict=True):
+            with method(model=model, target_layers=[layer]) as cam:
+                reference = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(p)) for p in predicted])
+            mine = scale_cam_image(cams, (96, 96))
+            for a, b in zip(mine, reference, strict=True):
+                assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999, method.__name__
+            assert np.abs(mine - reference).max() < 0.05  # same maps up to float32 rounding after min-max scaling
+    assert out.fine_cams[0].shape == (3, 6, 6) and out.cams[0].shape == (3, 3, 3)  # stride 16 and 32 at 96 px
+    assert all(p.requires_grad for p in model.parameters())  # still as it was found
+

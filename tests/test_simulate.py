@@ -1,4 +1,4 @@
-"""`wb simulate` on the repo sample at a tiny size: the loop, its outputs, resume, and errors."""
+"""`wb simulate` (box-buying) on the repo sample at a tiny size: the loop, its outputs, resume, and errors."""
 from __future__ import annotations
 
 import json
@@ -8,27 +8,42 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--seeds", "0", "--rounds", "2", "--seed-size", "6", "--batch", "4", "--det-size", "64", "--cls-size", "64", "--min-steps", "3", "--warm-steps", "2",
-        "--epochs", "1", "--device", "cpu", "--threads", "1", "--weights", "none"]
+TINY = ["--seeds", "0", "--rounds", "2", "--seed-size", "6", "--batch", "4", "--det-size", "64", "--cls-size", "64",
+        "--min-steps", "3", "--warm-steps", "2", "--epochs", "1", "--device", "cpu", "--threads", "1", "--weights", "none"]
 
 
-def test_simulate_tiny_writes_table_plot_and_savings(cli, boxed_ws, tmp_path, monkeypatch):
+def test_simulate_tiny_buys_boxes_and_writes_table_plot_and_savings(cli, boxed_ws, tmp_path, monkeypatch):
+    from sqlalchemy import select
+
+    from db.models import Image, SplitMember
+
+    with boxed_ws.db.session() as s:
+        parts = {m.image_id: m.part for m in s.scalars(select(SplitMember))}
+        firsts = set(s.scalars(select(Image.id).where(Image.duplicate_of_id.is_(None))))
+    pool_size = sum(p == "train" and i in firsts for i, p in parts.items())  # first copies of the boxed train part
     out = tmp_path / "sim"
-    result = cli.json("simulate", *TINY, "--strategies", "random,off_lung", "--out", out)
+    result = cli.json("simulate", *TINY, "--strategies", "random,reliance", "--out", out)
     rows = result["rows"]
     assert len(rows) == 2 * 3  # two strategies x (seed set + 2 rounds)
-    for strategy in ("random", "off_lung"):
+    for strategy in ("random", "reliance"):
         own = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["round"])
-        assert [r["labelled"] for r in own] == [6, 10, 14]
+        assert [r["boxes"] for r in own] == [6, 10, 14]
+        # Each round buys exactly the batch of new boxes, from the train part only, never twice.
+        assert [len(r["picked"]) for r in own] == [6, 4, 4]
+        bought = [i for r in own for i in r["picked"]]
+        assert len(set(bought)) == len(bought) and all(parts[i] == "train" for i in bought)
+        # The classifier learns every pool image's class from round 0 on; only the boxes are bought.
+        assert all(r["class_labels"] == pool_size for r in own)
         for r in own:
             assert 0.0 <= r["accuracy"] <= 1.0 and (r["map50"] is None or 0.0 <= r["map50"] <= 1.0)
+            assert r["off_chest_auc"] is None or 0.0 <= r["off_chest_auc"] <= 1.0
     # Round 0 is shared: both strategies start from the same seed set and the same models.
     r0 = [r for r in rows if r["round"] == 0]
-    assert r0[0]["accuracy"] == r0[1]["accuracy"] and r0[0]["map50"] == r0[1]["map50"]
-    assert {e["strategy"] for e in result["table"]} == {"random", "off_lung"}
+    assert r0[0]["accuracy"] == r0[1]["accuracy"] and r0[0]["map50"] == r0[1]["map50"] and r0[0]["picked"] == r0[1]["picked"]
+    assert {e["strategy"] for e in result["table"]} == {"random", "reliance"}
     assert set(result["savings"]["random"]) == {"map50", "map50_95", "accuracy", "f1", "roc_auc"}
-    gain = result["vs_random"]["off_lung"]["roc_auc"]
-    assert set(result["vs_random"]) == {"off_lung"} and gain["seeds"] == 1 and 0 <= gain["wins"] <= 1
+    gain = result["vs_random"]["reliance"]["off_chest_auc"]
+    assert set(result["vs_random"]) == {"reliance"} and gain["seeds"] == 1 and 0 <= gain["wins"] <= 1
     assert result["match_random"]["random"]["roc_auc"] is not None  # random reaches its own last round
     assert all(v is None or 0 < v <= 1 for per in result["match_random"].values() for v in per.values())
     for per in result["savings"].values():
@@ -36,7 +51,7 @@ def test_simulate_tiny_writes_table_plot_and_savings(cli, boxed_ws, tmp_path, mo
     assert result["full"]["accuracy"] is not None
     assert (out / "learning_curves.png").stat().st_size > 5_000
     table = (out / "table.md").read_text()
-    assert "| off_lung | 2 | 14 |" in table and "Gain over random" in table
+    assert "| reliance | 2 | 14 |" in table and "Gain over random" in table
     saved = json.loads((out / "results.json").read_text())
     assert len(saved["rows"]) == 6 and len(saved["full"]) == 1
 
@@ -47,7 +62,7 @@ def test_simulate_tiny_writes_table_plot_and_savings(cli, boxed_ws, tmp_path, mo
         raise AssertionError("a finished arm was trained again")
 
     monkeypatch.setattr(sim, "_train_detector", boom)
-    again = cli.json("simulate", *TINY, "--strategies", "random,off_lung", "--out", out)
+    again = cli.json("simulate", *TINY, "--strategies", "random,reliance", "--out", out)
     assert again["table"] == result["table"]
 
 
@@ -78,10 +93,10 @@ def test_min_steps_raises_epochs_for_small_sets():
 
 
 def test_match_random_is_the_budget_share_that_reaches_randoms_last_round():
-    from workbench.simulate import match_random
+    from pipelines.simulation import match_random
 
-    def entry(strategy, rnd, labelled, acc):
-        return {"strategy": strategy, "round": rnd, "labelled": labelled, "accuracy": acc}
+    def entry(strategy, rnd, boxes, acc):
+        return {"strategy": strategy, "round": rnd, "boxes": boxes, "accuracy": acc}
 
     table = [entry("random", 0, 10, 0.5), entry("random", 1, 20, 0.6), entry("random", 2, 30, 0.7), entry("random", 3, 40, 0.8),
              entry("x", 0, 10, 0.5), entry("x", 1, 20, 0.75), entry("x", 2, 30, 0.8), entry("x", 3, 40, 0.9),
@@ -108,7 +123,7 @@ def test_warm_start_fine_tunes_a_copy(sample_dir):
 
 
 def test_versus_random_pairs_by_seed_and_round_and_skips_round_zero():
-    from workbench.simulate import versus_random
+    from pipelines.simulation import versus_random
 
     def row(seed, strategy, rnd, acc, map50):
         return {"seed": seed, "strategy": strategy, "round": rnd, "accuracy": acc, "map50": map50}

@@ -13,7 +13,18 @@ from typing import Any, Literal, TypeVar, overload
 
 from pipelines import active
 from pipelines.presets import UnknownPreset, get_preset
-from pipelines.registry import AUGMENTATIONS, BACKBONES, DETECTOR_BACKBONES, FILLS, GUIDES, HEADS, INPUT_MODES, get_spec
+from pipelines.registry import (
+    AUGMENTATIONS,
+    BACKBONES,
+    DETECTOR_BACKBONES,
+    FILLS,
+    GUIDES,
+    HEADS,
+    INPUT_MODES,
+    MARKER_PLACES,
+    MARKER_SHAPES,
+    get_spec,
+)
 from workbench.errors import InputError
 
 PARTS = ("train", "val", "test")
@@ -182,7 +193,8 @@ def validate_train_config(config: TrainConfig) -> None:
             _check(config.image_size >= get_spec(name).min_size, f"{name} needs --image-size >= {get_spec(name).min_size}")
         _check(config.head in HEADS, f"Unknown head {config.head!r}", f"choose one of {', '.join(HEADS)}")
         _check(0.0 <= config.freeze < 1.0, "--freeze must be in [0, 1)")
-        _check(config.input_mode in INPUT_MODES, f"Unknown --input {config.input_mode!r}", f"choose one of {', '.join(INPUT_MODES)}")
+        _check(config.input_mode in INPUT_MODES, f"Unknown --input {config.input_mode!r}",
+               f"choose one of {', '.join(INPUT_MODES)}")
         _check(config.guide in GUIDES, f"Unknown --guide {config.guide!r}", f"choose one of {', '.join(GUIDES)}")
         _check(0.0 <= config.margin <= 1.0, "--margin must be in [0, 1] (a fraction of the box size)")
         _check(math.isfinite(config.guide_weight) and config.guide_weight >= 0, "--guide-weight must be >= 0")
@@ -216,6 +228,7 @@ class SuggestConfig:
     batch_size: int = 8
     device: str = DEFAULT_DEVICE
     checkpoint: str = DEFAULT_CHECKPOINT
+    fill: str = "blur"  # what replaces the outside of the chest box for off_chest_reliance (pipelines.chest.FILLS)
 
 
 def parse_weights(text: str | None) -> tuple[tuple[str, float], ...]:
@@ -254,6 +267,7 @@ def validate_suggest_config(config: SuggestConfig) -> None:
         raise InputError("--limit must be at least 1")
     _check_checkpoint(config.checkpoint)
     _check_device(config.device)
+    _check(config.fill in FILLS, f"Unknown --fill {config.fill!r}", f"choose one of {', '.join(FILLS)}")
     parse_weights(",".join(f"{k}={v}" for k, v in config.weights))
 
 
@@ -268,6 +282,9 @@ class EvalConfig:
     bootstrap: int = 1000  # resamples for the 95% intervals
     batch_size: int = 8
     device: str = DEFAULT_DEVICE
+    reliance: bool = True  # also score the part's boxed images chest-only and chest-removed
+    fill: str = "grey"  # what fills the removed region for reliance (pipelines.chest.FILLS)
+    boxes_from: int | None = None  # detector run giving boxes where there is no annotation (runs that use no boxes)
 
 
 @dataclass(frozen=True)
@@ -280,6 +297,7 @@ class CamConfig:
 
 def validate_eval_config(config: EvalConfig) -> None:
     _check(config.part in PARTS, f"Unknown part {config.part!r}", f"choose one of {', '.join(PARTS)}")
+    _check(config.fill in FILLS, f"Unknown --fill {config.fill!r}", f"choose one of {', '.join(FILLS)}")
     _check_checkpoint(config.checkpoint)
     _check_device(config.device)
     _check(config.bootstrap >= 0, "--bootstrap must be >= 0")
@@ -288,4 +306,97 @@ def validate_eval_config(config: EvalConfig) -> None:
 
 def validate_cam_config(config: CamConfig) -> None:
     _check_checkpoint(config.checkpoint)
+    _check_device(config.device)
+
+
+# --- planted shortcut (wb stress plant) ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlantConfig:
+    """What `wb stress plant` plants. Written beside the copy (stress_config.json)."""
+
+    split: str | None = None  # whose parts decide train/val (correlated) and test (reversed); None = newest
+    shape: str = "mixed"  # square | disc | ring | cross | letter | mixed (one drawn per image)
+    size: float = 0.06  # marker side, a fraction of the image's shorter side
+    place: str = "anywhere"  # anywhere outside the box | corners | margin (centre of the widest margin)
+    rate_positive: float = 0.9  # share of PNEUMONIA images marked in train/val (of NORMAL images in test)
+    rate_negative: float = 0.1  # share of NORMAL images marked in train/val (of PNEUMONIA images in test)
+    intensity: int = 255  # grey level of the marker
+    seed: int = 0
+    boxes_from: int | None = None  # detector run for images without an annotated chest box
+
+
+def validate_plant_config(config: PlantConfig) -> None:
+    _check(config.shape in (*MARKER_SHAPES, "mixed"), f"Unknown --shape {config.shape!r}",
+           f"choose one of {', '.join(MARKER_SHAPES)}, mixed")
+    _check(config.place in MARKER_PLACES, f"Unknown --place {config.place!r}", f"choose one of {', '.join(MARKER_PLACES)}")
+    _check(0.0 < config.size <= 0.5, "--size must be in (0, 0.5] (a fraction of the shorter side)")
+    _check(0 <= config.intensity <= 255, "--intensity must be in [0, 255]")
+    for name in ("rate_positive", "rate_negative"):
+        _check(0.0 <= getattr(config, name) <= 1.0, f"--{name.replace('_', '-')} must be in [0, 1]")
+
+
+# --- simulate -----------------------------------------------------------------------------------
+
+SIMULATE_STRATEGIES: dict[str, dict[str, float] | None] = {  # strategy -> suggest weights (None: random)
+    "random": None,
+    "uncertainty": {"uncertainty": 1.0},
+    "off_lung": {"off_lung": 1.0},
+    "reliance": {"off_chest_reliance": 1.0},
+    "combined": dict(DEFAULT_WEIGHTS),
+}
+STEERS = ("guide", "chest-crop", "chest-mask")  # how bought boxes reach the classifier in wb simulate
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """One box-buying benchmark. Defaults: the small CPU configuration (reduced image sizes, subsets).
+
+    Every pool image's class is known (as in Kermany); the budget is chest boxes. Each round the
+    detector trains on the boxed images and the classifier on every pool image, steered by the
+    boxes (`steer`).
+    """
+
+    split: str | None = None
+    strategies: tuple[str, ...] = tuple(SIMULATE_STRATEGIES)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    rounds: int = 3  # suggestion rounds after the seed set
+    seed_size: int = 20  # boxes bought before round 1 (half per class)
+    batch: int = 20  # boxes bought per round
+    pool_limit: int | None = 300  # random subset of the boxed train part (None = all)
+    test_limit: int | None = 300  # random subset of the boxed test part (None = all)
+    det_backbone: str = "mobilenet_v2"
+    det_size: int = 160
+    members: tuple[str, ...] = ("mobilenet_v2",)
+    head: str = "fc2"
+    cls_size: int = 128
+    # guide: input-gradient penalty outside bought boxes | chest-crop | chest-mask (the detector's boxes elsewhere)
+    steer: str = "guide"
+    guide_weight: float = 1000.0
+    epochs: int = 3
+    min_steps: int = 120  # at least this many optimiser steps per training from ImageNet (small sets get more epochs)
+    warm_start: bool = True  # rounds >= 1 fine-tune the previous round's models instead of starting afresh
+    warm_steps: int = 40  # at least this many steps per warm-started training
+    batch_size: int = 8
+    det_lr: float = 0.005  # SGD, momentum 0.9
+    cls_lr: float = 3e-4  # Adam
+    weights: str = "imagenet"
+    allow_fallback: bool = True
+    full_reference: bool = True  # also train with every pool image boxed (the full budget)
+    fill: str = "blur"  # the reliance component's fill (as `wb suggest --fill`)
+    device: str = DEFAULT_DEVICE
+
+
+def validate_simulate_config(config: SimulateConfig) -> None:
+    unknown = [s for s in config.strategies if s not in SIMULATE_STRATEGIES]
+    _check(not unknown and bool(config.strategies), f"Unknown strategy {unknown[0] if unknown else '(none)'!r}",
+           f"choose from {', '.join(SIMULATE_STRATEGIES)}")
+    for name in ("rounds", "seed_size", "batch", "epochs", "batch_size"):
+        _check(getattr(config, name) >= 1, f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("min_steps", "warm_steps"):
+        _check(getattr(config, name) >= 0, f"--{name.replace('_', '-')} must be at least 0")
+    _check(bool(config.seeds), "Give at least one seed")
+    _check(config.steer in STEERS, f"Unknown --steer {config.steer!r}", f"choose one of {', '.join(STEERS)}")
+    _check(config.fill in FILLS, f"Unknown --fill {config.fill!r}", f"choose one of {', '.join(FILLS)}")
+    _check(config.guide_weight >= 0, "--guide-weight must be >= 0")
     _check_device(config.device)

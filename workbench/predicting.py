@@ -21,14 +21,14 @@ import torch
 from numpy.typing import NDArray
 from sqlalchemy import select
 
-from db.models import Image, Prediction, Run
+from db.models import Image, Prediction, Run, Split
 from pipelines import engine
 from pipelines.chest import Box
 from pipelines.data import LABELS, ClassificationDataset, ClassifierInput, DetectionDataset, ImageRecord, collate_detection
 from pipelines.metrics import youden_threshold
 from workbench.configs import ClassifierConfig, TrainConfig
 from workbench.errors import InputError
-from workbench.runs import dimensions, latest_boxes, load_trained, part_images, require_files, to_record, update_run
+from workbench.runs import dimensions, latest_boxes, load_trained, part_images, require_files, to_record
 from workbench.workspace import Workspace
 
 LS_PUSH_PART = "ls-push"  # Prediction.extra["part"] of boxes predicted for a push (eval replaces only its own part)
@@ -203,8 +203,10 @@ def decision_threshold(ws: Workspace, run_id: int, checkpoint: str, model: torch
         kind = run.kind
         if model is None:
             model, config = load_trained(run, checkpoint)
-        split = run.split
+        split = s.get(Split, run.split_id) if run.split_id is not None else None
         _, images = part_images(s, split.name if split is not None else None, "val")
+        for im in images:
+            im.root  # noqa: B018 - abs_path needs the root after the session closes
     device = device or torch.device("cpu")
     model = model.to(device)
     records, _ = box_records(ws, images, box_source(config), progress=progress) if uses_boxes(config) else (
@@ -216,8 +218,9 @@ def decision_threshold(ws: Workspace, run_id: int, checkpoint: str, model: torch
         probs, _ = predict_probabilities(model, config, kind, records, device, progress=progress)
         found = {"value": round(youden_threshold(labels, probs), 6), "rule": "youden_j", "part": "val", "images": len(records)}
     with ws.db.session() as s:
-        run = s.get(Run, run_id)
-        metrics = dict(run.metrics or {})
+        row = s.get(Run, run_id)
+        assert row is not None  # read above in this command
+        metrics = dict(row.metrics or {})
         metrics["threshold"] = {**(metrics.get("threshold") or {}), checkpoint: found}
-        run.metrics = metrics
+        row.metrics = metrics
     return found

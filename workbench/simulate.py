@@ -1,25 +1,30 @@
-"""Use case `simulate`: an active-learning benchmark with a simulated annotator.
+"""Use case `simulate`: a box-buying active-learning benchmark with a simulated annotator.
 
-The oracle is the workspace's existing valid chest boxes (e.g. the machine-made boxes of the
-Kermany subset, imported with `wb annotations import`). Pool = annotated first copies of the
-split's train part; test = annotated images of its test part. For each seed, a stratified seed
-set is "annotated"; then for R rounds each strategy trains a detector and a classifier on
-what it has labelled, evaluates on the fixed test set, scores the unlabelled pool, and
-"annotates" its next batch from the oracle. Strategies: random, detector uncertainty,
-off-lung attention, combined (the `wb suggest` default weights). One model pair trained on the
-whole pool (first seed) gives the full-budget reference for the label savings; `versus_random`
-gives each strategy's paired gain over random.
+In Kermany every image already has its class; what annotators add is the chest box. So the
+simulated annotator sells boxes: the oracle is the workspace's valid chest boxes (e.g. the machine
+boxes of the Kermany subset, or a planted copy's). Pool = boxed first copies of the split's train
+part (every class known); test = boxed images of its test part. For each seed a class-balanced
+seed set of boxes is bought; then for R rounds each strategy
+  1. trains the detector on the boxed images, and the classifier on EVERY pool image, steered by
+     the bought boxes (`steer`: "guide", the input-gradient penalty outside the box, or a chest
+     input mode with the detector's boxes for the images not bought yet),
+  2. is evaluated on the test part: chest-box mAP, accuracy, F1, ROC-AUC and `off_chest_auc`
+     (the classifier on chest-removed test images; 0.5 = no shortcut outside the chest). On a
+     planted copy (`wb stress plant`) the test part is the reversed one, so accuracy there is
+     the reversed-test accuracy,
+  3. scores the pool images it has no box for with `wb suggest`'s loop
+     (pipelines.scoring.score_pool_batches) and buys the next batch of boxes.
+Strategies: random, detector uncertainty, off-lung attention, off-chest reliance, combined.
+One model pair trained with every pool box (first seed) gives the full-budget reference;
+pipelines.simulation gives each strategy's paired gain over random and its budget share to
+match random.
 
-Training budget: every training from ImageNet weights runs at least `min_steps` optimiser
-steps (a 20-image seed set gets 40 epochs; too few steps left the detector near mAP 0 and
-made every strategy look alike). With `warm_start` (the default) rounds >= 1 fine-tune the
-previous round's models for at least `warm_steps` steps, as incremental annotation would, at
-a third of the cost of starting afresh; `warm_start=False` retrains from ImageNet each round.
-
-Models are trained here with the pipelines' loops (no Run rows, nothing written to the DB);
-scoring uses the same functions as `wb suggest` (pipelines.scoring/active/selection). Results
-go to a folder: results.json (every round), table.md, learning_curves.png. Re-running with
-the same folder skips the (seed, strategy) arms already finished.
+Training budget: every training from ImageNet weights runs at least `min_steps` optimiser steps;
+with `warm_start` (the default) rounds >= 1 fine-tune the previous round's models for at least
+`warm_steps` steps. Models are built by the trainers' own factory (workbench.runs.build_model) and
+trained with pipelines.engine; nothing is written to the DB. Results go to a folder:
+results.json (every round), table.md, learning_curves.png. Re-running with the same folder skips
+the (seed, strategy) arms already finished.
 """
 from __future__ import annotations
 
@@ -29,65 +34,39 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from sqlalchemy import select
-from tqdm import tqdm
 
 from db.models import Image, SplitMember
-from pipelines import active, engine
+from pipelines import active, engine, simulation
+from pipelines.chest import Box
 from pipelines.classification import Ensemble
-from pipelines.data import ClassificationDataset, DetectionDataset, ImageRecord, collate_detection
-from pipelines.detection import build_detector
-from pipelines.metrics import classification_metrics, detection_map
-from pipelines.models import UnknownBackbone, WeightsUnavailable
-from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool, detect_with_flip
+from pipelines.data import ClassificationDataset, ClassifierInput, DetectionDataset, ImageRecord, collate_detection
+from pipelines.metrics import classification_metrics, detection_map, reliance_metrics
+from pipelines.progress import progress_bar
+from pipelines.report import plot_learning_curves, rounds_table, strategy_table
+from pipelines.scoring import PoolItem, score_pool_batches
 from pipelines.selection import SelectionRules, select_batch
 from pipelines.splits import pick_per_class
-from workbench.configs import DEFAULT_WEIGHTS
+from workbench.configs import (
+    SIMULATE_STRATEGIES,
+    ClassifierConfig,
+    DetectorConfig,
+    SimulateConfig,
+    validate_simulate_config,
+)
 from workbench.errors import InputError
-from workbench.runs import latest_boxes
+from workbench.predicting import top_detections
+from workbench.runs import build_model, latest_boxes
 from workbench.splitting import resolve_split
 from workbench.workspace import Workspace
 
-STRATEGIES: dict[str, dict[str, float] | None] = {
-    "random": None,
-    "uncertainty": {"uncertainty": 1.0},
-    "off_lung": {"off_lung": 1.0},
-    "combined": dict(DEFAULT_WEIGHTS),
-}
-METRICS = ("map50", "map50_95", "accuracy", "f1", "roc_auc")
-
-
-@dataclass(frozen=True)
-class SimulateConfig:
-    """One benchmark. Defaults: the small CPU configuration (reduced image sizes, subsets)."""
-
-    split: str | None = None
-    strategies: tuple[str, ...] = tuple(STRATEGIES)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    rounds: int = 3  # suggestion rounds after the seed set
-    seed_size: int = 20  # images labelled before round 1 (half per class)
-    batch: int = 20  # images "annotated" per round
-    pool_limit: int | None = 300  # random subset of the pool (None = all)
-    test_limit: int | None = 300  # random subset of the test set (None = all)
-    det_backbone: str = "mobilenet_v2"
-    det_size: int = 160
-    members: tuple[str, ...] = ("mobilenet_v2",)
-    head: str = "fc2"
-    cls_size: int = 128
-    epochs: int = 3
-    min_steps: int = 120  # at least this many optimiser steps per training from ImageNet (small sets get more epochs)
-    warm_start: bool = True  # rounds >= 1 fine-tune the previous round's models instead of starting afresh
-    warm_steps: int = 40  # at least this many steps per warm-started training
-    batch_size: int = 8
-    det_lr: float = 0.005  # SGD, momentum 0.9
-    cls_lr: float = 3e-4  # Adam
-    weights: str = "imagenet"
-    allow_fallback: bool = True
-    full_reference: bool = True  # also train on the whole pool (for label savings)
-    device: str = "auto"
+METRICS = ("map50", "map50_95", "accuracy", "f1", "roc_auc", "off_chest_auc")
+HIGHER_IS_BETTER = ("map50", "map50_95", "accuracy", "f1", "roc_auc")  # off_chest_auc: nearer 0.5 is better
+EVAL_FILL = "grey"  # off_chest_auc as `wb eval` measures it
 
 
 @dataclass
@@ -95,9 +74,9 @@ class SimulateResult:
     folder: str
     rows: list[dict] = field(default_factory=list)  # one per (seed, strategy, round)
     table: list[dict] = field(default_factory=list)  # per (strategy, round): mean and std of each metric
-    full: dict = field(default_factory=dict)  # full-budget reference (whole pool, first seed)
-    savings: dict = field(default_factory=dict)  # strategy -> metric -> fraction of the pool needed (None: not reached)
-    vs_random: dict = field(default_factory=dict)  # strategy -> metric -> paired gain over random (see versus_random)
+    full: dict = field(default_factory=dict)  # full-budget reference (every pool image boxed, first seed)
+    savings: dict = field(default_factory=dict)  # strategy -> metric -> share of the pool boxed to reach 95% of full
+    vs_random: dict = field(default_factory=dict)  # strategy -> metric -> paired gain over random
     match_random: dict = field(default_factory=dict)  # strategy -> metric -> budget share to match random's last round
     seconds: float = 0.0
 
@@ -107,26 +86,12 @@ class SimulateResult:
 
 @dataclass(frozen=True)
 class _Item:
-    record: ImageRecord
+    record: ImageRecord  # with the oracle's chest box
     patient_key: str
     sha256: str
     phash: str | None
     width: int
     height: int
-
-
-def _validate(config: SimulateConfig) -> None:
-    unknown = [s for s in config.strategies if s not in STRATEGIES]
-    if unknown or not config.strategies:
-        raise InputError(f"Unknown strategy {unknown[0] if unknown else '(none)'!r}", f"choose from {', '.join(STRATEGIES)}")
-    for name in ("rounds", "seed_size", "batch", "epochs", "batch_size"):
-        if getattr(config, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("min_steps", "warm_steps"):
-        if getattr(config, name) < 0:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 0")
-    if not config.seeds:
-        raise InputError("Give at least one seed")
 
 
 def _load(ws: Workspace, config: SimulateConfig) -> tuple[list[_Item], list[_Item]]:
@@ -140,7 +105,7 @@ def _load(ws: Workspace, config: SimulateConfig) -> tuple[list[_Item], list[_Ite
                        Image.duplicate_of_id.is_(None)).order_by(Image.id)))
             boxes = latest_boxes(s, [im.id for im in images])
             out[part] = [_Item(ImageRecord(im.id, im.abs_path, int(im.label == "PNEUMONIA"), boxes[im.id]),
-                               im.patient_key, im.sha256, im.phash, im.width, im.height)
+                               im.patient_key, im.sha256, im.phash, im.width or 0, im.height or 0)
                          for im in images if im.id in boxes]
     pool, test = out["train"], out["test"]
     rng = np.random.default_rng(12345)  # the same subsets for every seed and strategy
@@ -149,21 +114,38 @@ def _load(ws: Workspace, config: SimulateConfig) -> tuple[list[_Item], list[_Ite
     if config.test_limit and len(test) > config.test_limit:
         test = [test[i] for i in sorted(rng.choice(len(test), config.test_limit, replace=False))]
     if len(pool) < config.seed_size + config.batch:
-        raise InputError(f"Only {len(pool)} annotated images in the train part", "import chest boxes (`wb annotations import FILE`)")
+        raise InputError(f"Only {len(pool)} annotated images in the train part",
+                         "import chest boxes (`wb annotations import FILE`)")
     if len({it.record.label for it in test}) < 2:
         raise InputError("The test part needs annotated images of both classes", "import chest boxes or pick another --split")
     return pool, test
 
 
-# --- training and evaluation ------------------------------------------------------------------
+# --- training (the trainers' own factory and loop) ----------------------------------------------
+
+def _det_config(config: SimulateConfig) -> DetectorConfig:
+    return DetectorConfig(backbone=config.det_backbone, image_size=config.det_size, weights=config.weights,
+                          allow_fallback=config.allow_fallback)
+
+
+def _cls_config(config: SimulateConfig) -> ClassifierConfig:
+    guide = config.steer == "guide"
+    return ClassifierConfig(members=config.members, head=config.head, image_size=config.cls_size, weights=config.weights,
+                            allow_fallback=config.allow_fallback, input_mode="full" if guide else config.steer,
+                            guide="boxes" if guide else "none", guide_weight=config.guide_weight)
+
+
+def _inputs(config: SimulateConfig) -> ClassifierInput:
+    return ClassifierInput("full" if config.steer == "guide" else config.steer)
+
 
 def _epochs(config: SimulateConfig, batches: int, steps: int) -> int:
     """Epochs for one training: `epochs`, raised so that small sets still get `steps` steps."""
-    return max(config.epochs, -(-steps // max(batches, 1)))
+    return simulation.training_epochs(config.epochs, batches, steps)
 
 
-def _min_steps(config: SimulateConfig, start, full: bool = False) -> int:
-    """The step floor: `warm_steps` to fine-tune, `min_steps` from ImageNet. The full-pool
+def _min_steps(config: SimulateConfig, start: Any, full: bool = False) -> int:
+    """The step floor: `warm_steps` to fine-tune, `min_steps` from ImageNet. The full-budget
     reference gets as many as the longest arm's models have had in all (with warm starts:
     min_steps + rounds x warm_steps), so it is not the least-trained model of the benchmark."""
     if full and config.warm_start:
@@ -171,74 +153,105 @@ def _min_steps(config: SimulateConfig, start, full: bool = False) -> int:
     return config.warm_steps if start is not None else config.min_steps
 
 
-def _initial(start: torch.nn.Module | None, build) -> torch.nn.Module:
-    """A copy of `start` (warm start; `start` itself is left as is), else `build()` from ImageNet."""
-    try:
-        return copy.deepcopy(start) if start is not None else build()
-    except (WeightsUnavailable, UnknownBackbone, ValueError) as exc:
-        raise InputError(str(exc)) from None
+def _initial(start: torch.nn.Module | None, kind: str, train_config: DetectorConfig | ClassifierConfig) -> torch.nn.Module:
+    """A copy of `start` (warm start; `start` itself is left as is), else a new model from ImageNet."""
+    return copy.deepcopy(start) if start is not None else build_model(kind, train_config)
 
 
-def _fit(model: torch.nn.Module, optimizer, loader, kind: str, config: SimulateConfig, device, steps: int) -> torch.nn.Module:
-    task = engine.Task(kind)
+def _fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any, task: engine.Task, config: SimulateConfig,
+         device: torch.device, steps: int) -> torch.nn.Module:
     for _ in range(_epochs(config, len(loader), steps)):
         engine.train_one_epoch(model, optimizer, loader, device, task, progress=False)
     return model.eval()
 
 
-def _train_detector(records: list[ImageRecord], config: SimulateConfig, seed: int, device,
+def _train_detector(records: list[ImageRecord], config: SimulateConfig, seed: int, device: torch.device,
                     start: torch.nn.Module | None = None, full: bool = False) -> torch.nn.Module:
-    """Train from ImageNet weights, or fine-tune a copy of `start`."""
+    """The detector on the boxed `records`, from ImageNet or fine-tuning a copy of `start`."""
     generator = engine.seed_everything(seed)
-    model = _initial(start, lambda: build_detector(config.det_backbone, config.weights, image_size=config.det_size,
-                                                   allow_fallback=config.allow_fallback)).to(device)
+    model = _initial(start, "detector", _det_config(config)).to(device)
     loader = torch.utils.data.DataLoader(DetectionDataset(records, config.det_size), batch_size=config.batch_size,
                                          shuffle=True, generator=generator, collate_fn=collate_detection)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.det_lr, momentum=0.9, weight_decay=1e-4)
-    return _fit(model, opt, loader, "detector", config, device, _min_steps(config, start, full))
+    return _fit(model, opt, loader, engine.Task("detector"), config, device, _min_steps(config, start, full))
 
 
-def _train_classifier(records: list[ImageRecord], config: SimulateConfig, seed: int, device,
-                      start: torch.nn.Module | None = None, full: bool = False) -> torch.nn.Module:
-    """Train from ImageNet weights, or fine-tune a copy of `start`."""
+def _train_classifier(records: list[ImageRecord], config: SimulateConfig, seed: int, device: torch.device,
+                      start: torch.nn.Module | None = None, full: bool = False) -> Ensemble:
+    """The classifier on every pool image; records carry the boxes that steer it (None: no box)."""
     generator = engine.seed_everything(seed)
-    model = _initial(start, lambda: Ensemble(config.members, config.head, config.weights,
-                                             allow_fallback=config.allow_fallback)).to(device)
-    loader = torch.utils.data.DataLoader(ClassificationDataset(records, config.cls_size), batch_size=config.batch_size,
-                                         shuffle=True, generator=generator, drop_last=len(records) > config.batch_size)
+    model = _initial(start, "classifier", _cls_config(config)).to(device)
+    guide = config.steer == "guide"
+    data = ClassificationDataset(records, config.cls_size, inputs=_inputs(config), guide=guide)
+    loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=True, generator=generator,
+                                         drop_last=len(records) > config.batch_size)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.cls_lr)
-    return _fit(model, opt, loader, "classifier", config, device, _min_steps(config, start, full))
+    task = engine.Task("classifier", guide_weight=config.guide_weight if guide else 0.0)
+    trained = _fit(model, opt, loader, task, config, device, _min_steps(config, start, full))
+    assert isinstance(trained, Ensemble)  # build_model's classifier
+    return trained
 
 
-def _evaluate(det, cls, test: list[_Item], config: SimulateConfig, device) -> dict:
+@torch.inference_mode()
+def _detector_boxes(det: torch.nn.Module, items: list[_Item], config: SimulateConfig, device: torch.device) -> list[Box | None]:
+    """The detector's top box per item, in file pixels (None: nothing found)."""
+    loader = torch.utils.data.DataLoader(DetectionDataset([dataclasses.replace(it.record, box=None) for it in items],
+                                                          config.det_size), batch_size=config.batch_size,
+                                         collate_fn=collate_detection)
+    preds = engine.predict_detections(det, loader, device)
+    _, _, _, boxes, _ = top_detections(preds, [(it.width, it.height) for it in items], config.det_size)
+    return [(b[0], b[1], b[2], b[3]) if b is not None else None for b in boxes]
+
+
+def _classifier_records(pool: list[_Item], boxed: set[int], det: torch.nn.Module, config: SimulateConfig,
+                        device: torch.device, full: bool = False) -> list[ImageRecord]:
+    """Every pool image, with its bought box; for a chest input mode the detector's box stands in elsewhere."""
+    if full:
+        return [it.record for it in pool]
+    stand_in: list[Box | None] = ([None] * len(pool) if config.steer == "guide"
+                                  else _detector_boxes(det, pool, config, device))
+    return [it.record if i in boxed else dataclasses.replace(it.record, box=stand_in[i]) for i, it in enumerate(pool)]
+
+
+# --- evaluation and scoring ---------------------------------------------------------------------
+
+def _evaluate(det: torch.nn.Module, cls: torch.nn.Module, test: list[_Item], config: SimulateConfig,
+              device: torch.device) -> dict[str, Any]:
+    """Chest-box mAP against the oracle; classification and off_chest_auc of the classifier on the test part."""
     records = [it.record for it in test]
     loader = torch.utils.data.DataLoader(DetectionDataset(records, config.det_size), batch_size=config.batch_size,
                                          collate_fn=collate_detection)
     preds = engine.predict_detections(det, loader, device)
-    scaled = []
-    for p, it in zip(preds, test, strict=True):
-        f = np.array([it.width, it.height, it.width, it.height]) / config.det_size
-        scaled.append({"boxes": p["boxes"].reshape(-1, 4) * f, "scores": p["scores"]})
-    out = dict(detection_map(scaled, [{"boxes": [r.box]} for r in records]))
-    cl = torch.utils.data.DataLoader(ClassificationDataset(records, config.cls_size), batch_size=config.batch_size)
-    probs = engine.predict_probs(cls, cl, device)[:, 1]
-    m = classification_metrics([r.label for r in records], probs, n_boot=0)
+    sizes = [(it.width, it.height) for it in test]
+    _, _, _, top, scaled = top_detections(preds, sizes, config.det_size)
+    out: dict[str, Any] = dict(detection_map(scaled, [{"boxes": [r.box]} for r in records]))
+    if config.steer != "guide":  # a chest input mode sees the detector's box, as it would in use
+        records = [dataclasses.replace(r, box=tuple(b) if b is not None else None) for r, b in zip(records, top, strict=True)]
+    probs: dict[str, Any] = {}
+    for view in ("full", "chest_only", "chest_removed"):
+        data = ClassificationDataset(records, config.cls_size, inputs=_inputs(config), view=view, fill=EVAL_FILL)
+        probs[view] = engine.predict_probs(cls, torch.utils.data.DataLoader(data, batch_size=config.batch_size), device)[:, 1]
+    y = [r.label for r in records]
+    m = classification_metrics(y, probs["full"], n_boot=0)
     out.update({k: m[k] for k in ("accuracy", "f1", "roc_auc")})
+    out["off_chest_auc"] = reliance_metrics(y, probs, n_boot=0)["off_chest_auc"]
     return out
 
 
-def _score(det, cls, items: list[_Item], config: SimulateConfig, device) -> dict[str, np.ndarray]:
+def _score(det: torch.nn.Module, cls: Ensemble, items: list[_Item], config: SimulateConfig,
+           device: torch.device) -> dict[str, Any]:
     """Every `wb suggest` component for the items (the learner sees only its detector's boxes)."""
-    loader = torch.utils.data.DataLoader(PoolDataset([it.record.path for it in items], config.det_size, config.cls_size),
-                                         batch_size=config.batch_size, collate_fn=collate_pool)
-    parts: dict[str, list] = {k: [] for k in ("top_scores", "class_scores", "boxes", "flip_boxes", "widths", "probs",
-                                              "member_probs", "off_lung")}
-    for _, det_images, cls_images, sizes in loader:
-        d = detect_with_flip(det, det_images, sizes, device)
-        c = classify_with_cams(cls, cls_images, device)
-        _, combined = active.off_lung_members(c.cams, d.top_box, sizes)
+    stand_in = _detector_boxes(det, items, config, device) if config.steer != "guide" else [None] * len(items)
+    pool = [PoolItem(it.record.path, box) for it, box in zip(items, stand_in, strict=True)]
+    parts: dict[str, list[Any]] = {k: [] for k in ("top_scores", "class_scores", "boxes", "flip_boxes", "widths", "probs",
+                                                   "member_probs", "off_lung", "reliance")}
+    for out in score_pool_batches(det, config.det_size, cls, config.cls_size, pool, device,
+                                  inputs=_inputs(config), fill=config.fill, batch_size=config.batch_size):
+        d, c = out.detector, out.classifier
+        sizes = np.array([(items[i].width, items[i].height) for i in out.indices], dtype=np.float64)
         for k, v in (("top_scores", d.top_score), ("class_scores", d.class_scores), ("boxes", d.top_box),
-                     ("flip_boxes", d.flip_box), ("widths", sizes[:, 0]), ("probs", c.probs), ("off_lung", combined)):
+                     ("flip_boxes", d.flip_box), ("widths", sizes[:, 0]), ("probs", c.probs), ("off_lung", out.off_lung),
+                     ("reliance", out.reliance)):
             parts[k].append(v)
         parts["member_probs"].append(c.member_probs)
     arrays = {k: np.concatenate(v, axis=1 if k == "member_probs" else 0) for k, v in parts.items()}
@@ -246,157 +259,47 @@ def _score(det, cls, items: list[_Item], config: SimulateConfig, device) -> dict
 
 
 def _pick(strategy: str, comps: dict | None, items: list[_Item], k: int, seed: int) -> list[int]:
-    if strategy == "random":
+    weights = SIMULATE_STRATEGIES[strategy]
+    if weights is None or comps is None:
         rng = np.random.default_rng(seed)
         return [int(i) for i in rng.choice(len(items), min(k, len(items)), replace=False)]
-    scores = active.combine_scores(comps, STRATEGIES[strategy])
+    scores = active.combine_scores(comps, weights)
     rules = SelectionRules(k=k, seed=seed)
     chosen = select_batch(scores, rules, patient_keys=[it.patient_key for it in items], sha256s=[it.sha256 for it in items],
                           phashes=[it.phash for it in items]).order
     if len(chosen) < k:  # the per-patient cap ran the pool dry: fill by score
-        rest = [i for i in np.argsort(-np.nan_to_num(scores, nan=-1.0), kind="stable") if i not in set(chosen)]
-        chosen += [int(i) for i in rest[: k - len(chosen)]]
+        taken = set(chosen)
+        rest = [int(i) for i in np.argsort(-np.nan_to_num(scores, nan=-1.0), kind="stable") if int(i) not in taken]
+        chosen += rest[: k - len(chosen)]
     return chosen
 
 
-# --- the loop ---------------------------------------------------------------------------------
-
-def _summarise(rows: list[dict], full_rows: list[dict], pool_size: int, strategies) -> tuple[list, dict, dict]:
-    table = []
-    for strategy in strategies:
-        rounds = sorted({r["round"] for r in rows if r["strategy"] == strategy})
-        for rnd in rounds:
-            sel = [r for r in rows if r["strategy"] == strategy and r["round"] == rnd]
-            entry = {"strategy": strategy, "round": rnd, "labelled": int(np.mean([r["labelled"] for r in sel])), "seeds": len(sel)}
-            for m in METRICS:
-                vals = np.array([r[m] for r in sel if r[m] is not None], dtype=float)
-                entry[m] = float(vals.mean()) if len(vals) else None
-                entry[f"{m}_std"] = float(vals.std()) if len(vals) else None
-            table.append(entry)
-    full = {}
-    for m in METRICS:
-        vals = [r[m] for r in full_rows if r.get(m) is not None]
-        full[m] = float(np.mean(vals)) if vals else None
-    savings: dict = {}
-    for strategy in strategies:
-        savings[strategy] = {}
-        for m in METRICS:
-            target = 0.95 * full[m] if full.get(m) is not None else None
-            hit = next((e["labelled"] for e in table if e["strategy"] == strategy and target is not None
-                        and e[m] is not None and e[m] >= target), None)
-            savings[strategy][m] = None if hit is None else round(hit / pool_size, 4)
-    return table, full, savings
-
-
-def match_random(table: list[dict], strategies, metrics=METRICS) -> dict:
-    """strategy -> metric -> the share of random's final labelled count at which the strategy's
-    mean first reaches random's final mean (1.0: no saving; None: never, or no random arm).
-    The usual active-learning "label savings" against random; it stays informative where the
-    full-pool reference is reached at the seed set already."""
-    final = max((e for e in table if e["strategy"] == "random"), key=lambda e: e["round"], default=None)
-    out: dict = {}
-    for strategy in strategies:
-        out[strategy] = {}
-        for m in metrics:
-            if final is None or final[m] is None:
-                out[strategy][m] = None
-                continue
-            hit = next((e["labelled"] for e in sorted(table, key=lambda e: e["round"]) if e["strategy"] == strategy
-                        and e[m] is not None and e[m] >= final[m]), None)
-            out[strategy][m] = None if hit is None else round(hit / final["labelled"], 4)
-    return out
-
-
-def versus_random(rows: list[dict], strategies, metrics=METRICS) -> dict:
-    """Paired gain of each strategy over random: strategy -> metric -> summary.
-
-    Per seed, the gain is the mean over rounds >= 1 of (strategy - random) at the same round
-    (the area between the two learning curves, per round); the summary gives its mean and std
-    over seeds, and `wins`: in how many of the `seeds` the gain is > 0. Seeds or rounds that
-    random (or the strategy) lacks are left out; no common round gives None.
-    """
-    by = {(r["seed"], r["strategy"], r["round"]): r for r in rows}
-    seeds = sorted({r["seed"] for r in rows})
-    rounds = sorted({r["round"] for r in rows if r["round"] >= 1})
-    out: dict = {}
-    for strategy in strategies:
-        if strategy == "random":
-            continue
-        out[strategy] = {}
-        for m in metrics:
-            gains = []
-            for seed in seeds:
-                pairs = [(by.get((seed, strategy, rnd), {}).get(m), by.get((seed, "random", rnd), {}).get(m)) for rnd in rounds]
-                diffs = [a - b for a, b in pairs if a is not None and b is not None]
-                if diffs:
-                    gains.append(float(np.mean(diffs)))
-            out[strategy][m] = None if not gains else {
-                "mean": float(np.mean(gains)), "std": float(np.std(gains)), "wins": int(sum(g > 0 for g in gains)),
-                "seeds": len(gains)}
-    return out
-
-
-def _plot(table: list[dict], full: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
-    for ax, m in zip(axes, METRICS, strict=True):
-        for strategy in dict.fromkeys(e["strategy"] for e in table):
-            pts = [e for e in table if e["strategy"] == strategy and e[m] is not None]
-            x = np.array([e["labelled"] for e in pts])
-            y = np.array([e[m] for e in pts])
-            s = np.array([e[f"{m}_std"] for e in pts])
-            ax.plot(x, y, marker="o", label=strategy)
-            ax.fill_between(x, y - s, y + s, alpha=0.15)
-        if full.get(m) is not None:
-            ax.axhline(full[m], color="grey", linestyle="--", label="full pool")
-            ax.axhline(0.95 * full[m], color="grey", linestyle=":", label="95% of full")
-        ax.set_xlabel("labelled images")
-        ax.set_title({"map50": "chest box mAP@0.5", "map50_95": "chest box mAP@[.5:.95]", "accuracy": "accuracy",
-                      "f1": "F1 (pneumonia positive)", "roc_auc": "ROC-AUC"}[m])
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _strategy_table(title: str, per_strategy: dict, cell) -> list[str]:
-    """Markdown lines: `title`, then one row per strategy with `cell(value)` per metric."""
-    lines = ["", title, "", "| strategy | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    for strategy, per in per_strategy.items():
-        lines.append(f"| {strategy} | " + " | ".join(cell(per[m]) for m in METRICS) + " |")
-    return lines
-
+# --- results ------------------------------------------------------------------------------------
 
 def _write_table(result: SimulateResult, pool_size: int, path: Path) -> None:
-    lines = ["| strategy | round | labelled | " + " | ".join(METRICS) + " |", "|---|---|---|" + "---|" * len(METRICS)]
-    for e in result.table:
-        cells = ["n/a" if e[m] is None else f"{e[m]:.3f} ± {e[f'{m}_std']:.3f}" for m in METRICS]
-        lines.append(f"| {e['strategy']} | {e['round']} | {e['labelled']} | " + " | ".join(cells) + " |")
-    lines += ["", f"Full pool ({pool_size} images): " + ", ".join(
+    lines = rounds_table(result.table, METRICS)
+    lines += ["", f"Full budget ({pool_size} boxes, first seed): " + ", ".join(
         f"{m} {'n/a' if v is None else f'{v:.3f}'}" for m, v in result.full.items())]
 
-    def share(v):
+    def share(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
-    lines += _strategy_table("Fraction of the pool labelled when the mean first reaches 95% of the full-pool metric "
-                             "(- = not reached):", result.savings, share)
+    lines += strategy_table("Share of the pool boxed when the mean first reaches 95% of the full-budget metric "
+                            "(- = not reached):", result.savings, HIGHER_IS_BETTER, share)
     if result.match_random:
-        lines += _strategy_table("Share of the budget at which the mean first matches random's final round "
-                                 "(1.00 = no saving, - = never):", result.match_random, share)
+        lines += strategy_table("Share of random's boxes at which the mean first matches random's final round "
+                                "(1.00 = no saving, - = never):", result.match_random, HIGHER_IS_BETTER, share)
     if result.vs_random:
-        lines += _strategy_table("Gain over random, paired by seed: mean over rounds 1.. of (strategy - random), "
-                                 "mean ± std over seeds (seeds where it is > 0):", result.vs_random,
-                                 lambda g: "n/a" if g is None else f"{g['mean']:+.3f} ± {g['std']:.3f} ({g['wins']}/{g['seeds']})")
+        lines += strategy_table("Gain over random, paired by seed: mean over rounds 1.. of (strategy - random), "
+                                "mean ± std over seeds (seeds where it is > 0; for off_chest_auc lower is better):",
+                                result.vs_random, METRICS,
+                                lambda g: "n/a" if g is None else f"{g['mean']:+.3f} ± {g['std']:.3f} ({g['wins']}/{g['seeds']})")
     path.write_text("\n".join(lines) + "\n")
 
 
 def simulate(ws: Workspace, config: SimulateConfig, *, out: Path | None = None, progress: bool = True) -> SimulateResult:
     """Run (or finish) the benchmark; write results.json, table.md and learning_curves.png to `out`."""
-    _validate(config)
+    validate_simulate_config(config)
     t0 = time.perf_counter()
     try:
         device = engine.pick_device(config.device)
@@ -417,10 +320,10 @@ def simulate(ws: Workspace, config: SimulateConfig, *, out: Path | None = None, 
 
     done = {(r["seed"], r["strategy"]) for r in rows if r["round"] == config.rounds}
     arms = [(seed, s) for seed in config.seeds for s in config.strategies if (seed, s) not in done]
-    # The full-pool reference is one training (first seed): the most expensive one, and a fixed target.
+    # The full-budget reference is one training (first seed): the most expensive one, and a fixed target.
     full_todo = [config.seeds[0]] if config.full_reference and not full_rows else []
-    bar = tqdm(total=len(arms) * (config.rounds + 1) + len(full_todo), desc="simulate", unit="round",
-               disable=not progress)
+    bar = progress_bar(total=len(arms) * (config.rounds + 1) + len(full_todo), desc="simulate", unit="round",
+                       disable=not progress)
     try:
         for seed in config.seeds:
             todo = [s for (sd, s) in arms if sd == seed]
@@ -431,35 +334,39 @@ def simulate(ws: Workspace, config: SimulateConfig, *, out: Path | None = None, 
             # Round 0 is the same for every strategy of a seed: train and score once.
             t_round = time.perf_counter()
             det0 = _train_detector([pool[i].record for i in start], config, seed, device)
-            cls0 = _train_classifier([pool[i].record for i in start], config, seed, device)
+            cls0 = _train_classifier(_classifier_records(pool, set(start), det0, config, device), config, seed, device)
             m0 = _evaluate(det0, cls0, test, config, device)
             m0["seconds"] = round(time.perf_counter() - t_round, 1)
-            comps0 = None
+            comps0: dict | None = None
             for strategy in todo:
                 rows[:] = [r for r in rows if not (r["seed"] == seed and r["strategy"] == strategy)]
-                labelled = list(start)
-                rows.append({"seed": seed, "strategy": strategy, "round": 0, "labelled": len(labelled), **m0})
+                boxed = list(start)
+                rows.append({"seed": seed, "strategy": strategy, "round": 0, "boxes": len(boxed), "class_labels": len(pool),
+                             "picked": [pool[i].record.image_id for i in start], **m0})
                 bar.update()
                 det, cls = det0, cls0
                 for rnd in range(1, config.rounds + 1):
                     t_round = time.perf_counter()
-                    rest = [i for i in range(len(pool)) if i not in set(labelled)]
+                    taken = set(boxed)
+                    rest = [i for i in range(len(pool)) if i not in taken]
                     if not rest:
                         break
                     comps = None
-                    if strategy != "random":
+                    if SIMULATE_STRATEGIES[strategy] is not None:
                         if rnd == 1 and comps0 is not None:
-                            comps = {k: v for k, v in comps0.items()}
+                            comps = comps0
                         else:
                             comps = _score(det, cls, [pool[i] for i in rest], config, device)
                             if rnd == 1:
                                 comps0 = comps
-                    picked = _pick(strategy, comps, [pool[i] for i in rest], config.batch, seed * 1000 + rnd)
-                    labelled += [rest[i] for i in picked]
-                    records = [pool[i].record for i in labelled]
-                    det = _train_detector(records, config, seed, device, start=det if config.warm_start else None)
-                    cls = _train_classifier(records, config, seed, device, start=cls if config.warm_start else None)
-                    rows.append({"seed": seed, "strategy": strategy, "round": rnd, "labelled": len(labelled),
+                    picked = [rest[i] for i in _pick(strategy, comps, [pool[i] for i in rest], config.batch, seed * 1000 + rnd)]
+                    boxed += picked
+                    det = _train_detector([pool[i].record for i in boxed], config, seed, device,
+                                          start=det if config.warm_start else None)
+                    cls = _train_classifier(_classifier_records(pool, set(boxed), det, config, device), config, seed, device,
+                                            start=cls if config.warm_start else None)
+                    rows.append({"seed": seed, "strategy": strategy, "round": rnd, "boxes": len(boxed),
+                                 "class_labels": len(pool), "picked": [pool[i].record.image_id for i in picked],
                                  **_evaluate(det, cls, test, config, device),
                                  "seconds": round(time.perf_counter() - t_round, 1)})
                     bar.update()
@@ -467,18 +374,23 @@ def simulate(ws: Workspace, config: SimulateConfig, *, out: Path | None = None, 
         for seed in full_todo:
             t_round = time.perf_counter()
             det = _train_detector([it.record for it in pool], config, seed, device, full=True)
-            cls = _train_classifier([it.record for it in pool], config, seed, device, full=True)
-            full_rows.append({"seed": seed, "labelled": len(pool), **_evaluate(det, cls, test, config, device),
+            cls = _train_classifier(_classifier_records(pool, set(range(len(pool))), det, config, device, full=True),
+                                    config, seed, device, full=True)
+            full_rows.append({"seed": seed, "boxes": len(pool), **_evaluate(det, cls, test, config, device),
                               "seconds": round(time.perf_counter() - t_round, 1)})
             save()
             bar.update()
     finally:
         bar.close()
-    table, full, savings = _summarise(rows, full_rows, len(pool), config.strategies)
-    result = SimulateResult(folder=str(folder), rows=rows, table=table, full=full, savings=savings,
-                            vs_random=versus_random(rows, config.strategies) if "random" in config.strategies else {},
-                            match_random=match_random(table, config.strategies) if "random" in config.strategies else {},
-                            seconds=round(time.perf_counter() - t0, 1))
+    table = simulation.summarise(rows, config.strategies, METRICS)
+    full = simulation.reference(full_rows, METRICS)
+    with_random = "random" in config.strategies
+    result = SimulateResult(
+        folder=str(folder), rows=rows, table=table, full=full,
+        savings=simulation.savings(table, full, len(pool), config.strategies, HIGHER_IS_BETTER),
+        vs_random=simulation.versus_random(rows, config.strategies, METRICS) if with_random else {},
+        match_random=simulation.match_random(table, config.strategies, HIGHER_IS_BETTER) if with_random else {},
+        seconds=round(time.perf_counter() - t0, 1))
     _write_table(result, len(pool), folder / "table.md")
-    _plot(table, full, folder / "learning_curves.png")
+    plot_learning_curves(table, full, METRICS, folder / "learning_curves.png")
     return result

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from sqlalchemy import delete, select
 
 from db.models import Annotation, AnnotationBatch, AnnotationBatchItem, Image, Prediction, Run, RunStatus, SplitMember, Suggestion
 from db.models.labels import LsTask
 from pipelines import active, engine
 from pipelines.progress import progress_bar
-from pipelines.scoring import PoolDataset, classify_with_cams, collate_pool, detect_with_flip
+from pipelines.scoring import PoolItem, score_pool_batches
 from pipelines.selection import SelectionRules, select_batch
 from workbench.configs import SuggestConfig, validate_suggest_config
 from workbench.errors import ConflictError, InputError
@@ -127,9 +126,14 @@ def _nan_to_none(values) -> list:
     return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
 
 
+SCORING_VERSION = 2  # stored with each scored image; scores of another version are never reused
+
+
 def score_pool(ws: Workspace, run_id: int, folder: Path, config: SuggestConfig, candidates: list[Candidate], *,
                progress: bool = True) -> int:
     """Score the candidates that run `run_id` has not stored yet; returns how many were already stored."""
+    from workbench.predicting import box_source, chest_boxes, classifier_input, uses_boxes
+
     _reuse_scores(ws, run_id, config, candidates)
     with ws.db.session() as s:
         done = set(s.scalars(select(Prediction.image_id).where(Prediction.run_id == run_id)))
@@ -142,18 +146,15 @@ def score_pool(ws: Workspace, run_id: int, folder: Path, config: SuggestConfig, 
         raise InputError(str(exc), "use --device auto or cpu") from None
     detector, det_cfg, classifier, cls_cfg = load_models(ws, config, device)
     members = list(classifier.cam_layers())
-    loader = torch.utils.data.DataLoader(PoolDataset([c.abs_path for c in todo], det_cfg.image_size, cls_cfg.image_size),
-                                         batch_size=config.batch_size, shuffle=False, collate_fn=collate_pool)
+    # A classifier that sees chest boxes gets its own (annotated, else its detector run's), as in training.
+    own = chest_boxes(ws, [c.image_id for c in todo], box_source(cls_cfg), progress=progress) if uses_boxes(cls_cfg) else {}
+    items = [PoolItem(c.abs_path, own[c.image_id][0] if c.image_id in own else c.box) for c in todo]
     bar = progress_bar(total=len(todo), desc="score", unit="img", disable=not progress, leave=False)
     try:
-        for idx, det_images, cls_images, sizes in loader:
-            batch = [todo[i] for i in idx]
-            det = detect_with_flip(detector, det_images, sizes, device)
-            cls = classify_with_cams(classifier, cls_images, device)
-            # The chest box for off-lung attention: the annotated one where it exists, else the detector's.
-            boxes = np.array([c.box if c.box is not None else det.top_box[j] for j, c in enumerate(batch)], dtype=np.float64)
-            per_member, combined = active.off_lung_members(cls.cams, boxes, sizes)
-            shares = np.stack([active.cam_outside_share(c, boxes, sizes)[0] for c in cls.cams])
+        for out in score_pool_batches(detector, det_cfg.image_size, classifier, cls_cfg.image_size, items, device,
+                                      inputs=classifier_input(cls_cfg), fill=config.fill, batch_size=config.batch_size):
+            batch = [todo[i] for i in out.indices]
+            det, cls = out.detector, out.classifier
             top_class = np.argmax(np.nan_to_num(det.class_scores, nan=-1.0), axis=1) + 1  # the top box's class
             rows = []
             for j, c in enumerate(batch):
@@ -165,10 +166,14 @@ def score_pool(ws: Workspace, run_id: int, folder: Path, config: SuggestConfig, 
                     prob_pneumonia=float(cls.probs[j, 1]),
                     x_min=float(det.top_box[j][0]) if has_box else None, y_min=float(det.top_box[j][1]) if has_box else None,
                     x_max=float(det.top_box[j][2]) if has_box else None, y_max=float(det.top_box[j][3]) if has_box else None,
-                    extra={"class_scores": _nan_to_none(det.class_scores[j]), "flip_box": _nan_to_none(det.flip_box[j]),
+                    extra={"scoring": SCORING_VERSION, "fill": config.fill,
+                           "class_scores": _nan_to_none(det.class_scores[j]), "flip_box": _nan_to_none(det.flip_box[j]),
                            "probs": _nan_to_none(cls.probs[j]), "member_probs": [_nan_to_none(m[j]) for m in cls.member_probs],
-                           "members": members, "off_lung_members": _nan_to_none(per_member[:, j]),
-                           "off_lung": _nan_to_none([combined[j]])[0], "cam_outside": _nan_to_none(shares[:, j]),
+                           "members": members, "off_lung_members": _nan_to_none(out.off_lung_members[:, j]),
+                           "off_lung": _nan_to_none([out.off_lung[j]])[0], "cam_outside": _nan_to_none(out.cam_outside[:, j]),
+                           "reliance_members": _nan_to_none(out.reliance_members[:, j]),
+                           "off_chest_reliance": _nan_to_none([out.reliance[j]])[0],
+                           "chest_box": _nan_to_none(out.boxes[j]) if np.isfinite(out.boxes[j]).all() else None,
                            "annotated_box": list(c.box) if c.box is not None else None}))
             np.savez(folder / f"embeddings-{batch[0].image_id}.npz", image_ids=np.array([c.image_id for c in batch]),
                      embeddings=cls.embeddings.astype(np.float32))
@@ -195,7 +200,8 @@ def _reuse_scores(ws: Workspace, run_id: int, config: SuggestConfig, candidates:
         for run in runs:
             copied = []
             for p in s.scalars(select(Prediction).where(Prediction.run_id == run.id)):
-                if p.image_id in want and p.image_id not in have and p.extra.get("annotated_box") == want[p.image_id]:
+                if (p.image_id in want and p.image_id not in have and p.extra.get("annotated_box") == want[p.image_id]
+                        and p.extra.get("scoring") == SCORING_VERSION and p.extra.get("fill") == config.fill):
                     copied.append(Prediction(run_id=run_id, image_id=p.image_id, label=p.label, score=p.score,
                                              prob_pneumonia=p.prob_pneumonia, x_min=p.x_min, y_min=p.y_min,
                                              x_max=p.x_max, y_max=p.y_max, extra=dict(p.extra)))
@@ -236,6 +242,8 @@ def pool_arrays(preds: list[Prediction], widths: list[int]) -> dict[str, np.ndar
         "probs": arr([p.extra["probs"] for p in preds], (n, 2)),
         "member_probs": arr([r for p in preds for r in p.extra["member_probs"]], (n, m, 2)).transpose(1, 0, 2),
         "off_lung": np.array([np.nan if p.extra.get("off_lung") is None else p.extra["off_lung"] for p in preds]),
+        "reliance": np.array([np.nan if p.extra.get("off_chest_reliance") is None else p.extra["off_chest_reliance"]
+                              for p in preds]),
     }
 
 
@@ -244,6 +252,9 @@ def reason_for(components: dict[str, Any], pred: Prediction, weights: dict[str, 
     if pred.x_min is None:
         return "no chest found"
     parts = []
+    shift = components.get("off_chest_reliance")
+    if weights.get("off_chest_reliance") and shift is not None and shift >= 0.1:
+        parts.append(f"P(pneumonia) moves {shift:.2f} without the outside")
     shares = [s for s in pred.extra.get("cam_outside", []) if s is not None]
     if weights.get("off_lung") and components.get("off_lung") is not None and components["off_lung"] >= 0.2 and shares:
         parts.append(f"CAM {np.mean(shares):.0%} outside chest")
@@ -286,6 +297,7 @@ def rank_pool(preds: list[Prediction], candidates: list[Candidate], config: Sugg
                                   for name, v in comps.items()}
         extra = preds[i].extra
         values["off_lung_members"] = dict(zip(extra.get("members", []), extra.get("off_lung_members", []), strict=False))
+        values["reliance_members"] = dict(zip(extra.get("members", []), extra.get("reliance_members", []), strict=False))
         rows.append({"image": cands[i].rel_path, "image_id": cands[i].image_id, "rank": rank,
                      "score": round(float(combined[i]), 6), "components": values,
                      "reason": reason_for(values, preds[i], weights), "label": cands[i].label})

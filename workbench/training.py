@@ -20,6 +20,7 @@ from pipelines import engine
 from pipelines.data import ClassificationDataset, DetectionDataset, ImageRecord, collate_detection
 from workbench.configs import ClassifierConfig, DetectorConfig, TrainConfig, config_from_dict, validate_train_config
 from workbench.errors import ConflictError, InputError, WorkbenchError
+from workbench.predicting import decision_threshold
 from workbench.runs import (
     build_model,
     create_run,
@@ -43,6 +44,7 @@ class TrainResult:
     best_val_loss: float | None
     artifact_dir: str
     history: list
+    threshold: float | None = None  # best.pt's decision threshold, chosen on the val part (Youden's J)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -57,24 +59,33 @@ def _subset(records: list[ImageRecord], limit: int | None, seed: int) -> list[Im
     return [records[i] for i in picked]
 
 
-def _training_records(ws: Workspace, config: TrainConfig, kind: str) -> tuple[int, dict[str, list[ImageRecord]]]:
-    with ws.db.session() as s:
-        parts = {}
-        split_id = 0
-        for part in ("train", "val"):
+def _training_records(ws: Workspace, config: TrainConfig, kind: str,
+                      progress: bool = True) -> tuple[int, dict[str, list[ImageRecord]], dict[str, dict[str, int]]]:
+    """(split id, records of the train and val parts, chest-box sources per part for classifiers that use boxes)."""
+    from workbench.predicting import box_records, uses_boxes
+
+    parts, sources = {}, {}
+    split_id = 0
+    for part in ("train", "val"):
+        with ws.db.session() as s:
             split_id, images = part_images(s, config.split, part)
-            if kind == "detector":
-                boxes = latest_boxes(s, [im.id for im in images])
-                records = [to_record(im, boxes[im.id]) for im in images if im.id in boxes]
-                if not records:
-                    raise InputError(f"No annotated images in the {part} part of the split",
-                                     "import chest boxes (`wb annotations import FILE`) or annotate in Label Studio")
-            else:
-                records = [to_record(im) for im in images]
-                if not records:
-                    raise InputError(f"The {part} part of the split is empty", "make a split with a val part, e.g. `wb split`")
-            parts[part] = _subset(records, config.limit, config.seed)
-    return split_id, parts
+            boxes = latest_boxes(s, [im.id for im in images]) if kind == "detector" else {}
+            for im in images:
+                im.root  # noqa: B018 - abs_path needs the root after the session closes
+        if kind == "detector":
+            records = [to_record(im, boxes[im.id]) for im in images if im.id in boxes]
+            if not records:
+                raise InputError(f"No annotated images in the {part} part of the split",
+                                 "import chest boxes (`wb annotations import FILE`) or annotate in Label Studio")
+        elif uses_boxes(config):
+            assert isinstance(config, ClassifierConfig)
+            records, sources[part] = box_records(ws, images, config.boxes_from, progress=progress)
+        else:
+            records = [to_record(im) for im in images]
+        if not records:
+            raise InputError(f"The {part} part of the split is empty", "make a split with a val part, e.g. `wb split`")
+        parts[part] = _subset(records, config.limit, config.seed)
+    return split_id, parts, sources
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -94,13 +105,23 @@ def _scheduler(config: TrainConfig, optimizer):
 
 
 def _loaders(kind: str, config: TrainConfig, parts: dict[str, list[ImageRecord]], generator: torch.Generator):
-    dataset_cls = DetectionDataset if kind == "detector" else ClassificationDataset
-    collate = collate_detection if kind == "detector" else None
-    train = torch.utils.data.DataLoader(dataset_cls(parts["train"], config.image_size, config.augment), shuffle=True,
-                                        generator=generator, drop_last=len(parts["train"]) > config.batch_size,
-                                        batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate)
-    val = torch.utils.data.DataLoader(dataset_cls(parts["val"], config.image_size), shuffle=False,
-                                      batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate)
+    from workbench.predicting import classifier_input
+
+    collate = None
+    if kind == "detector":
+        train_data: torch.utils.data.Dataset = DetectionDataset(parts["train"], config.image_size, config.augment)
+        val_data: torch.utils.data.Dataset = DetectionDataset(parts["val"], config.image_size)
+        collate = collate_detection
+    else:
+        inputs = classifier_input(config)
+        guide = isinstance(config, ClassifierConfig) and config.guide == "boxes"
+        train_data = ClassificationDataset(parts["train"], config.image_size, config.augment, inputs=inputs, guide=guide)
+        val_data = ClassificationDataset(parts["val"], config.image_size, inputs=inputs)
+    train = torch.utils.data.DataLoader(train_data, shuffle=True, generator=generator, collate_fn=collate,
+                                        drop_last=len(parts["train"]) > config.batch_size, batch_size=config.batch_size,
+                                        num_workers=config.workers)
+    val = torch.utils.data.DataLoader(val_data, shuffle=False, collate_fn=collate, batch_size=config.batch_size,
+                                      num_workers=config.workers)
     return train, val
 
 
@@ -139,7 +160,7 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
     except ValueError as exc:
         raise InputError(str(exc), "use --device auto or cpu") from None
     generator = engine.seed_everything(config.seed)
-    split_id, parts = _training_records(ws, config, kind)
+    split_id, parts, box_sources = _training_records(ws, config, kind, progress)
     model = build_model(kind, config, "none" if state else None).to(device)
     if resume is None:
         run_id, folder = create_run(ws, kind, dataclasses.asdict(config), split_id=split_id, name=config.preset)
@@ -159,7 +180,9 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
             raise InputError(f"Checkpoint {folder / 'last.pt'} does not fit the run's model ({type(exc).__name__})") from None
         history, best, start = list(state["history"]), state.get("best_val_loss"), int(state["epoch"])
         # Each epoch reseeds from (seed, epoch), so a resumed run shuffles as an unbroken one would.
-    task = engine.Task(kind, _class_weight(parts["train"]) if getattr(config, "balance", False) else None)
+    guide_weight = config.guide_weight if isinstance(config, ClassifierConfig) and config.guide == "boxes" else 0.0
+    task = engine.Task(kind, _class_weight(parts["train"]) if getattr(config, "balance", False) else None,
+                       guide_weight=guide_weight)
     train_loader, val_loader = _loaders(kind, config, parts, generator)
     with running(ws, run_id, config=dataclasses.asdict(config)):
         for epoch in range(start, config.epochs):
@@ -170,32 +193,47 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
                                             desc=f"{kind} epoch {epoch + 1}/{config.epochs}", progress=progress)
             except engine.NonFiniteLoss as exc:
                 raise WorkbenchError(f"Run {run_id}: {exc}", f"the last good epoch is kept in {folder}/last.pt") from None
+            penalty = task.stats.pop("guide_penalty", None)
+            guided = task.stats.pop("guided_batches", 0)
             va = engine.evaluate(model, val_loader, device, task)
             if kind == "detector":
                 va["accuracy"] = _detector_val_accuracy(model, val_loader, device, parts["val"])
             seconds = time.perf_counter() - t0
             history.append({"epoch": epoch + 1, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
                             "val_loss": va["loss"], "val_accuracy": va["accuracy"], "seconds": round(seconds, 2),
-                            "train_images": len(parts["train"]), "lr": optimizer.param_groups[0]["lr"]})
+                            "train_images": len(parts["train"]), "lr": optimizer.param_groups[0]["lr"],
+                            **({"guide_penalty": penalty / guided} if penalty is not None and guided else {})})
             improved = best is None or va["loss"] < best
             best = va["loss"] if improved else best
             engine.save_checkpoint(folder / "last.pt", model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                                    epoch=epoch + 1, config=dataclasses.asdict(config), history=history, best_val_loss=best)
             if improved:
                 shutil.copyfile(folder / "last.pt", folder / "best.pt")
-            update_run(ws, run_id, history=list(history), metrics=_training_metrics(history))
-    metrics = _training_metrics(history)
-    update_run(ws, run_id, status=RunStatus.DONE, metrics=metrics)
+            update_run(ws, run_id, history=list(history), metrics=_training_metrics(history, box_sources))
+        metrics = _training_metrics(history, box_sources)
+        update_run(ws, run_id, metrics=metrics)
+        # The decision threshold of each checkpoint, chosen on the val part (never on test).
+        for checkpoint in ("last", "best"):
+            if checkpoint == "best":
+                model.load_state_dict(engine.load_checkpoint(folder / "best.pt")["model"])
+            decision_threshold(ws, run_id, checkpoint, model, device=device, progress=progress)
+    with ws.db.session() as s:
+        metrics = dict(get_run(s, run_id).metrics or {})
+    update_run(ws, run_id, status=RunStatus.DONE)
     return TrainResult(run_id=run_id, status=RunStatus.DONE, epochs_done=len(history), best_epoch=metrics.get("best_epoch"),
-                       best_val_loss=metrics.get("best_val_loss"), artifact_dir=str(folder), history=history)
+                       best_val_loss=metrics.get("best_val_loss"), artifact_dir=str(folder), history=history,
+                       threshold=(metrics.get("threshold") or {}).get("best", {}).get("value"))
 
 
-def _training_metrics(history: list[dict]) -> dict:
+def _training_metrics(history: list[dict], box_sources: dict[str, dict[str, int]] | None = None) -> dict:
     if not history:
         return {}
     best = min(history, key=lambda h: h["val_loss"])
-    return {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "best_val_accuracy": best["val_accuracy"],
-            "train_seconds": round(sum(h["seconds"] for h in history), 2)}
+    out = {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "best_val_accuracy": best["val_accuracy"],
+           "train_seconds": round(sum(h["seconds"] for h in history), 2)}
+    if box_sources:
+        out["boxes"] = box_sources  # part -> chest-box source ("annotated", "detector N", "none") -> images
+    return out
 
 
 def train_detector(ws: Workspace, config: DetectorConfig | None = None, *, resume: int | None = None,

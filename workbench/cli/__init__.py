@@ -98,6 +98,7 @@ def _register() -> None:
         evaluate,
         ls,
         simulate,  # noqa: F401
+        stress,  # noqa: F401
         suggest,  # noqa: F401
         train,
     )

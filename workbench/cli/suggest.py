@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from pipelines import active
+from pipelines.registry import FILLS
 from workbench.cli import app
 from workbench.cli.common import CheckpointOption, DeviceOption, JsonOption, SplitOption, config_option, print_json, workspace
 from workbench.configs import SuggestConfig, fill, parse_weights
@@ -17,7 +18,8 @@ suggest_app = typer.Typer()  # help: the callback's docstring
 app.add_typer(suggest_app, name="suggest")
 
 _TABLE = (("det_confidence", "conf"), ("det_ambiguity", "ambig"), ("det_instability", "flip"),
-          ("cls_entropy", "entropy"), ("cls_disagreement", "disagree"), ("off_lung", "off-lung"))
+          ("cls_entropy", "entropy"), ("cls_disagreement", "disagree"), ("off_lung", "off-lung"),
+          ("off_chest_reliance", "reliance"))
 
 
 def _fmt(value) -> str:
@@ -61,6 +63,8 @@ def main(
     limit: Annotated[int | None, typer.Option(help="Score at most N candidates (a random subset by --seed).")] = None,
     seed: Annotated[int | None, _option("seed", "Random seed (ties, --limit).")] = None,
     batch_size: Annotated[int | None, _option("batch_size", "Images per scoring batch.")] = None,
+    fill_: Annotated[str | None, _option(
+        "fill", f"What replaces the outside of the chest box for off_chest_reliance: {', '.join(FILLS)}.", "--fill")] = None,
     device: DeviceOption = None,
     checkpoint: CheckpointOption = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Also write the batch as CSV.")] = None,
@@ -68,9 +72,10 @@ def main(
         "--push", help="Send the batch to Label Studio in rank order, detector boxes as pre-annotations.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the batch as a JSON list.")] = False,
 ) -> None:
-    """Rank candidates (no valid chest box, not pushed) by detector uncertainty, classifier uncertainty
-    and Grad-CAM attention outside the chest; store a suggest run. Running the same command
-    again after an interruption resumes the scoring.
+    """Rank candidates (no valid chest box, not pushed) by detector uncertainty, classifier uncertainty,
+    attention outside the chest (LayerCAM at stride 16) and off-chest reliance (how much each
+    member's P(pneumonia) moves when everything outside the chest box is replaced); store a
+    suggest run. Running the same command again after an interruption resumes the scoring.
 
     Example: wb suggest --detector 1 --classifier 2 -k 20 --weights uncertainty=1,off_lung=1 --csv batch.csv
     """
@@ -86,7 +91,7 @@ def main(
         weights=parse_weights(weights) if weights is not None else None,
         per_patient=per_patient, phash_distance=phash_distance, balance=balance or None, diversity=diversity or None,
         seed=seed, include_annotated=include_annotated or None, limit=limit, batch_size=batch_size, device=device,
-        checkpoint=checkpoint,
+        checkpoint=checkpoint, fill=fill_,
     )
     result = suggest(workspace(ctx), config, push=push, progress=not json_)
     if csv_file is not None:

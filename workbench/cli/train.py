@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pipelines.presets import CLASSIFIER_PRESETS, DETECTOR_PRESETS
-from pipelines.registry import AUGMENTATIONS, BACKBONES, DETECTOR_BACKBONES, HEADS
+from pipelines.registry import AUGMENTATIONS, BACKBONES, DETECTOR_BACKBONES, HEADS, INPUT_MODES
 from workbench.cli import app
 from workbench.cli.common import JsonOption, SplitOption, config_option, print_json, workspace
 from workbench.configs import DEFAULT_LR, DEVICES, ClassifierConfig, DetectorConfig, make_config, shown_default
@@ -66,6 +66,8 @@ def _print(result: TrainResult, json_: bool) -> None:
                    f"val acc {acc}  ({h['seconds']:.0f}s)")
     typer.echo(f"Run {result.run_id} {result.status}: best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}); "
                f"checkpoints in {result.artifact_dir}")
+    if result.threshold is not None:
+        typer.echo(f"Decision threshold {result.threshold:.3f} (chosen on the val part, Youden's J)")
     typer.echo(f"Next: wb eval {result.run_id}")
 
 
@@ -118,6 +120,19 @@ def classifier(
     freeze: Annotated[float | None, config_option(
         ClassifierConfig, "freeze", "Fraction of each member's early parameters to freeze (0-1).")] = None,
     balance: Annotated[bool, typer.Option("--balance", help="Weight the loss by inverse class frequency.")] = False,
+    input_mode: Annotated[str | None, config_option(
+        ClassifierConfig, "input_mode", f"What the classifier sees: {', '.join(INPUT_MODES)} (crop to / fill outside the "
+        "chest box; eval, cam and suggest then do the same).", "--input")] = None,
+    margin: Annotated[float | None, config_option(
+        ClassifierConfig, "margin", "chest-crop: extra border, a fraction of the box size on each side.")] = None,
+    boxes_from: Annotated[int | None, config_option(
+        ClassifierConfig, "boxes_from", "Detector RUN whose boxes stand in for images without an annotated box.",
+        "--boxes-from", metavar="RUN")] = None,
+    guide: Annotated[str | None, config_option(
+        ClassifierConfig, "guide", "boxes: penalise input gradients outside the annotated chest box "
+        "(Right for the Right Reasons) on full images.")] = None,
+    guide_weight: Annotated[float | None, config_option(
+        ClassifierConfig, "guide_weight", "Weight of the --guide penalty.", "--guide-weight")] = None,
     split: SplitOption = None,
     epochs: Epochs = None, image_size: ImageSize = None, batch_size: BatchSize = None, limit: Limit = None,
     optimizer: Optimizer = None, lr: Lr = None, lr_schedule: LrSchedule = None, augment: Augment = None,
@@ -126,7 +141,12 @@ def classifier(
 ) -> None:
     """Train the ensemble classifier (NORMAL vs PNEUMONIA) on every readable image of the train part.
 
-    Example: wb train classifier --members mobilenet_v2 --head fc2 --epochs 3 --image-size 224
+    Chest boxes can steer it: --input chest-crop|chest-mask trains and predicts on the chest only
+    (annotated boxes, else those of --boxes-from RUN); --guide boxes trains on full images with a
+    penalty on attributions outside the annotated boxes. The decision threshold is chosen on the
+    val part (Youden's J) and stored with the run.
+
+    Example: wb train classifier --members mobilenet_v2 --head fc2 --epochs 3 --image-size 224 --input chest-crop --boxes-from 1
     """
     from workbench.training import train_classifier  # torch: only when a command runs
 
@@ -137,7 +157,8 @@ def classifier(
     else:
         names = tuple(m.strip() for m in members.split(",") if m.strip()) if members else None
         config = make_config("classifier", preset, members=names, head=head, freeze=freeze, balance=balance or None,
-                             split=split, epochs=epochs,
+                             input_mode=input_mode, margin=margin, boxes_from=boxes_from, guide=guide,
+                             guide_weight=guide_weight, split=split, epochs=epochs,
                              image_size=image_size, batch_size=batch_size, limit=limit, optimizer=optimizer, lr=lr,
                              lr_schedule=lr_schedule, augment=augment, weights=weights,
                              allow_fallback=allow_fallback or None, seed=seed, device=device, workers=workers)
