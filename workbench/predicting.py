@@ -141,8 +141,14 @@ def box_records(ws: Workspace, images: Sequence[Image], detector_run: int | None
 
 
 def uses_boxes(config: TrainConfig) -> bool:
-    """Whether a run's model needs chest boxes to see its input (a chest input mode, or guidance)."""
-    return isinstance(config, ClassifierConfig) and (config.input_mode != "full" or config.guide != "none")
+    """Whether a run's model needs chest boxes to see its input (a chest input mode). Guidance uses
+    boxes in training only: a guided model sees whole images (see `trains_with_boxes`)."""
+    return isinstance(config, ClassifierConfig) and config.input_mode != "full"
+
+
+def trains_with_boxes(config: TrainConfig) -> bool:
+    """Whether training a run's model needs chest boxes (a chest input mode, or guidance)."""
+    return uses_boxes(config) or (isinstance(config, ClassifierConfig) and config.guide != "none")
 
 
 def classifier_input(config: TrainConfig) -> ClassifierInput:
@@ -152,8 +158,9 @@ def classifier_input(config: TrainConfig) -> ClassifierInput:
 
 
 def box_source(config: TrainConfig, requested: int | None = None) -> int | None:
-    """The detector run whose boxes stand in for missing annotations: the run's own when it uses
-    boxes (a request for another is an error: a model is asked the way it was trained), else the request."""
+    """The detector run whose boxes stand in for missing annotations: the run's own when its input
+    uses boxes (a request for another is an error: a model is asked the way it was trained), else
+    the request (e.g. boxes for reliance, which never change what the model is given)."""
     own = config.boxes_from if isinstance(config, ClassifierConfig) else None
     if uses_boxes(config):
         if requested is not None and requested != own:

@@ -62,7 +62,7 @@ def _subset(records: list[ImageRecord], limit: int | None, seed: int) -> list[Im
 def _training_records(ws: Workspace, config: TrainConfig, kind: str,
                       progress: bool = True) -> tuple[int, dict[str, list[ImageRecord]], dict[str, dict[str, int]]]:
     """(split id, records of the train and val parts, chest-box sources per part for classifiers that use boxes)."""
-    from workbench.predicting import box_records, uses_boxes
+    from workbench.predicting import box_records, trains_with_boxes
 
     parts, sources = {}, {}
     split_id = 0
@@ -77,7 +77,7 @@ def _training_records(ws: Workspace, config: TrainConfig, kind: str,
             if not records:
                 raise InputError(f"No annotated images in the {part} part of the split",
                                  "import chest boxes (`wb annotations import FILE`) or annotate in Label Studio")
-        elif uses_boxes(config):
+        elif trains_with_boxes(config):
             assert isinstance(config, ClassifierConfig)
             records, sources[part] = box_records(ws, images, config.boxes_from, progress=progress)
         else:
