@@ -6,9 +6,10 @@ Two workspaces, each `--strategy source` (test = the complete 624-image test fol
   anywhere outside the machine-made chest box; on 90% of PNEUMONIA and 10% of NORMAL images in
   train/val, on 90% of NORMAL and 10% of PNEUMONIA in test: its test accuracy is the reversed one).
 In each, the annotated boxes are the split's first batch (200 NORMAL + 200 PNEUMONIA train images,
-from the subset's chest_boxes.csv); a detector trains on them and stands in (`--boxes-from`) for
-every other image. Rows: the classifier plain, with --input chest-crop, --input chest-mask, with
---guide boxes, and the detector itself (the study's method 2). Each classifier: MobileNetV2
+from the subset's chest_boxes.csv) and its val part (for the detector's best epoch); a detector
+trains on them and stands in (`--boxes-from`) for every other image. Rows: the classifier plain,
+with --input chest-crop, --input chest-mask, with --guide boxes, and the detector itself (the
+study's method 2). Each classifier: MobileNetV2
 (ImageNet), 224 px, 60% frozen, Rotate(30), Adam 3e-4 cosine, balanced loss; decision threshold
 chosen on the val part. Columns: accuracy, F1, ROC-AUC on the subset's test folder; off_chest_auc
 there (reliance with the detector's boxes: the test images are not annotated); accuracy on the
@@ -32,16 +33,18 @@ ROWS = ("plain", "chest-crop", "chest-mask", "guided", "detector")
 
 
 def _first_batch_boxes(ws, box_source: Path, out: Path) -> None:
-    """Import only the chest boxes of the split's first annotation batch (what annotators drew)."""
-    from sqlalchemy import select
+    """Import only the chest boxes annotators would have drawn: the split's first annotation batch,
+    and its val part (the detector keeps its best epoch by validation loss on boxed val images)."""
+    from sqlalchemy import or_, select
 
     from annotations.boxfile import read_box_file, write_box_file
-    from db.models import AnnotationBatchItem, Image
+    from db.models import AnnotationBatchItem, Image, SplitMember
     from workbench.boxfiles import import_annotations
 
     with ws.db.session() as s:
-        first = {im.rel_path for im in s.scalars(select(Image).join(AnnotationBatchItem,
-                                                                     AnnotationBatchItem.image_id == Image.id))}
+        batched = select(AnnotationBatchItem.image_id)
+        val = select(SplitMember.image_id).where(SplitMember.part == "val")
+        first = {im.rel_path for im in s.scalars(select(Image).where(or_(Image.id.in_(batched), Image.id.in_(val))))}
     write_box_file(out, [r for r in read_box_file(box_source) if r.image in first])
     import_annotations(ws, out)
 

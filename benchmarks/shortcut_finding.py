@@ -4,7 +4,7 @@ For each seed: a planted copy of ../shared/data/kermany-subset (`wb stress plant
 mixed shape, 6% of the shorter side, anywhere outside the machine-made chest box, corners
 included; on 90% of PNEUMONIA and 10% of NORMAL images in train/val, reversed in test), imported
 into its own workspace with a `--strategy source` split and the chest boxes of the split's first
-batch (200 + 200 train images) as annotations. A detector trains on those boxes; a plain
+batch (200 + 200 train images) and its val part as annotations. A detector trains on those boxes; a plain
 classifier (MobileNetV2, ImageNet, full images) trains on every train image, as a team would
 before annotating. The pool is the train part without a box (what `wb suggest` ranks), scored by
 pipelines.scoring.score_pool_batches; for each component, the ROC-AUC for "has a marker" over the
@@ -29,10 +29,10 @@ COMPONENTS = ("off_chest_reliance", "reliance_grey", "off_lung", "grad_cam_7x7",
 
 def plant_and_import(root: Path, seed: int, args) -> tuple:
     """(planted workspace, its split name, image id -> marked) for one seed (idempotent)."""
-    from sqlalchemy import select
+    from sqlalchemy import or_, select
 
     from annotations.boxfile import read_box_file, write_box_file
-    from db.models import AnnotationBatch, AnnotationBatchItem, Image
+    from db.models import AnnotationBatch, AnnotationBatchItem, Image, SplitMember
     from workbench.boxfiles import import_annotations
     from workbench.configs import PlantConfig, SplitConfig
     from workbench.importing import import_dataset
@@ -52,9 +52,10 @@ def plant_and_import(root: Path, seed: int, args) -> tuple:
         has_split = s.scalar(select(AnnotationBatch.id).limit(1)) is not None
     if not has_split:
         create_split(ws.db, "planted", SplitConfig(strategy="source"))
-        with ws.db.session() as s:  # the boxes an annotator would have drawn: the split's first batch
-            first = {im.rel_path for im in s.scalars(select(Image).join(AnnotationBatchItem,
-                                                                         AnnotationBatchItem.image_id == Image.id))}
+        with ws.db.session() as s:  # the boxes annotators would have drawn: the first batch, and val (for best.pt)
+            batched = select(AnnotationBatchItem.image_id)
+            val = select(SplitMember.image_id).where(SplitMember.part == "val")
+            first = {im.rel_path for im in s.scalars(select(Image).where(or_(Image.id.in_(batched), Image.id.in_(val))))}
         records = [r for r in read_box_file(copy / "chest_boxes.json") if r.image in first]
         write_box_file(root / f"first-batch-{seed}.json", records)
         import_annotations(ws, root / f"first-batch-{seed}.json")
