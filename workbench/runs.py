@@ -278,10 +278,10 @@ def load_models(ws: Workspace, config: SuggestConfig,
 
 def latest_boxes(session: Session, image_ids: Iterable[int] | None = None) -> dict[int, Box]:
     """image id -> its newest valid chest box (pixels of the imported file, exclusive max)."""
-    query = select(Annotation).where(Annotation.status == "valid", Annotation.image_id.is_not(None),
-                                     Annotation.x_min.is_not(None)).order_by(Annotation.id)
+    query = select(Annotation.image_id, Annotation.x_min, Annotation.y_min, Annotation.x_max, Annotation.y_max).where(
+        Annotation.status == "valid", Annotation.image_id.is_not(None), Annotation.x_min.is_not(None)).order_by(Annotation.id)
     boxes: dict[int, Box] = {}
-    for a in session.scalars(query):
+    for a in session.execute(query):  # rows, not ORM objects (their raw JSON is not needed here)
         x0, y0, x1, y1 = a.x_min, a.y_min, a.x_max, a.y_max
         if a.image_id is None or x0 is None or y0 is None or x1 is None or y1 is None:
             continue

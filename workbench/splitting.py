@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from db import Database
 from db.models import AnnotationBatch, AnnotationBatchItem, Image, Run, Split, SplitMember
@@ -26,7 +28,8 @@ class SplitSummary:
         return self.__dict__.copy()
 
 
-def _assign(config: SplitConfig, images: list[Image]) -> list[str]:
+def _assign(config: SplitConfig, images: Sequence[Any]) -> list[str]:
+    """images: rows with label, patient_key, sha256, source_split."""
     labels = [im.label for im in images]
     groups = union_groups([im.patient_key for im in images], [im.sha256 for im in images])
     if config.strategy == "grouped":
@@ -65,10 +68,14 @@ def create_split(db: Database, name: str | None, config: SplitConfig, *, replace
                 raise ConflictError(f"Split {name!r} is used by {len(used_by)} run(s) ({runs}): replacing it would "
                                     "leave them without the split they were trained and evaluated on",
                                     "give the new split another --name")
+            # Statements, not the ORM cascade, which would load every member first (100k rows at scale).
             s.execute(delete(AnnotationBatch).where(AnnotationBatch.split_id == existing.id))
-            s.delete(existing)
-            s.flush()
-        images = list(s.scalars(select(Image).where(Image.status == "ok").order_by(Image.id)))
+            s.execute(delete(SplitMember).where(SplitMember.split_id == existing.id))
+            s.execute(delete(Split).where(Split.id == existing.id))
+            s.expunge(existing)
+        # Rows of the columns a split needs, not ORM objects: at 100k images that is ~5x less memory.
+        images = s.execute(select(Image.id, Image.label, Image.patient_key, Image.sha256, Image.source_split,
+                                  Image.duplicate_of_id).where(Image.status == "ok").order_by(Image.id)).all()
         if not images:
             raise InputError("No readable images in the workspace", "run `wb import PATH` first")
         parts = _assign(config, images)
@@ -76,7 +83,8 @@ def create_split(db: Database, name: str | None, config: SplitConfig, *, replace
                       params={"ratios": list(config.ratios), "batch_per_class": config.batch_per_class})
         s.add(split)
         s.flush()
-        s.add_all(SplitMember(split_id=split.id, image_id=im.id, part=p) for im, p in zip(images, parts, strict=True))
+        s.execute(insert(SplitMember), [{"split_id": split.id, "image_id": im.id, "part": p}
+                                        for im, p in zip(images, parts, strict=True)])
         summary = SplitSummary(name=name, strategy=config.strategy)
         counts: dict = {p: Counter() for p in ("train", "val", "test")}
         owners: dict[str, set] = {}

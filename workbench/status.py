@@ -1,6 +1,8 @@
 """`wb status`: one summary of the workspace, as a dict (the CLI prints it as text or JSON)."""
 from __future__ import annotations
 
+from collections import Counter
+
 from sqlalchemy import func, select
 
 from annotations.links import server_url, task_url
@@ -13,17 +15,21 @@ from workbench.runs import shown_status
 
 def collect_status(db: Database, *, list_limit: int = 50) -> dict:
     with db.session() as s:
-        total = s.scalar(select(func.count(Image.id))) or 0
-        by_label = dict(s.execute(select(Image.label, func.count()).group_by(Image.label)).all())
+        # Counts come from indexes (label; status, mode; duplicate_of_id), not from scans of every
+        # image row: at 100k images each scan costs ~30-60 ms, each index lookup a few.
+        by_label = Counter(dict(s.execute(select(Image.label, func.count()).group_by(Image.label)).all()))
+        total = sum(by_label.values())
+        by_status = Counter(dict(s.execute(select(Image.status, func.count()).group_by(Image.status)).all()))
+        modes = dict(s.execute(select(Image.mode, func.count()).where(Image.status == "ok").group_by(Image.mode)).all())
+        duplicates = s.scalar(select(func.count()).select_from(Image).where(Image.duplicate_of_id.is_not(None))) or 0
         unreadable_rows = s.execute(
             select(Image.rel_path, Image.reason).where(Image.status == "unreadable").order_by(Image.rel_path)
+            .limit(list_limit)
         ).all()
         changed_rows = s.execute(  # marked by `wb doctor`: the file is not what was imported
             select(Image.rel_path, Image.status, Image.reason).where(Image.status.in_(("changed", "missing")))
-            .order_by(Image.rel_path)
+            .order_by(Image.rel_path).limit(list_limit)
         ).all()
-        duplicates = s.scalar(select(func.count(Image.id)).where(Image.duplicate_of_id.is_not(None))) or 0
-        modes = dict(s.execute(select(Image.mode, func.count()).where(Image.status == "ok").group_by(Image.mode)).all())
         splits = {}
         for split in s.scalars(select(Split).order_by(Split.id)):
             rows = s.execute(
@@ -59,10 +65,10 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
             "total": total,
             "by_label": {"NORMAL": by_label.get("NORMAL", 0), "PNEUMONIA": by_label.get("PNEUMONIA", 0)},
             "by_mode": modes,
-            "unreadable": len(unreadable_rows),
-            "unreadable_files": [{"path": p, "reason": r} for p, r in unreadable_rows[:list_limit]],
-            "changed": len(changed_rows),
-            "changed_files": [{"path": p, "status": st, "reason": r} for p, st, r in changed_rows[:list_limit]],
+            "unreadable": by_status["unreadable"],
+            "unreadable_files": [{"path": p, "reason": r} for p, r in unreadable_rows],
+            "changed": by_status["changed"] + by_status["missing"],
+            "changed_files": [{"path": p, "status": st, "reason": r} for p, st, r in changed_rows],
             "duplicates": duplicates,
         },
         "splits": splits,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,18 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, select
 
-from db.models import Annotation, AnnotationBatch, AnnotationBatchItem, Image, Prediction, Run, RunStatus, SplitMember, Suggestion
+from db.models import (
+    Annotation,
+    AnnotationBatch,
+    AnnotationBatchItem,
+    DatasetRoot,
+    Image,
+    Prediction,
+    Run,
+    RunStatus,
+    SplitMember,
+    Suggestion,
+)
 from db.models.labels import LsTask
 from pipelines import active, engine
 from pipelines.progress import progress_bar
@@ -74,11 +86,14 @@ class Candidate:
 def list_candidates(session, config: SuggestConfig) -> tuple[int, list[Candidate]]:
     """(split id, readable first-copy images of the parts that are not annotated, batched or pushed)."""
     split = resolve_split(session, config.split)
-    images = list(session.scalars(
-        select(Image).join(SplitMember, SplitMember.image_id == Image.id)
+    # Rows of the columns a candidate needs, not ORM images: the pool can be 100k images.
+    images = session.execute(
+        select(Image.id, DatasetRoot.path, Image.rel_path, Image.label, Image.patient_key, Image.sha256, Image.phash,
+               Image.width, Image.height)
+        .join(SplitMember, SplitMember.image_id == Image.id).join(DatasetRoot, DatasetRoot.id == Image.root_id)
         .where(SplitMember.split_id == split.id, SplitMember.part.in_(config.parts), Image.status == "ok",
                Image.duplicate_of_id.is_(None), Image.width.is_not(None))
-        .order_by(Image.id)))
+        .order_by(Image.id)).all()
     boxes = latest_boxes(session, [im.id for im in images])
     if not config.include_annotated:
         # Any valid annotation counts (even one whose box is degenerate): a person has seen the image.
@@ -86,8 +101,8 @@ def list_candidates(session, config: SuggestConfig) -> tuple[int, list[Candidate
         pushed = set(session.scalars(select(LsTask.image_id)))
         batched = set(session.scalars(select(AnnotationBatchItem.image_id)))
         images = [im for im in images if im.id not in annotated | pushed | batched]
-    out = [Candidate(im.id, im.rel_path, im.abs_path, im.label, im.patient_key, im.sha256, im.phash, im.width,
-                     im.height, boxes.get(im.id)) for im in images]
+    out = [Candidate(im.id, im.rel_path, f"{im.path}/{im.rel_path}", im.label, im.patient_key, im.sha256, im.phash,
+                     im.width, im.height, boxes.get(im.id)) for im in images]
     if config.limit is not None and len(out) > config.limit:
         picked = sorted(np.random.default_rng(config.seed).choice(len(out), config.limit, replace=False))
         out = [out[i] for i in picked]
@@ -273,8 +288,11 @@ def reason_for(components: dict[str, Any], pred: Prediction, weights: dict[str, 
     return "; ".join(parts[:2]) or "ranked by combined score"
 
 
-def rank_pool(preds: list[Prediction], candidates: list[Candidate], config: SuggestConfig, folder: Path) -> list[dict]:
-    """The batch (rank order) as dicts: image, image_id, rank, score, components, reason."""
+def rank_pool(preds: Sequence[Any], candidates: list[Candidate], config: SuggestConfig, folder: Path) -> list[dict]:
+    """The batch (rank order) as dicts: image, image_id, rank, score, components, reason.
+
+    preds: Prediction objects, or rows with the same attribute names (what `suggest` loads).
+    """
     by_id = {c.image_id: c for c in candidates}
     preds = [p for p in preds if p.image_id in by_id]
     cands = [by_id[p.image_id] for p in preds]
@@ -319,7 +337,10 @@ def suggest(ws: Workspace, config: SuggestConfig, *, push: bool = False, progres
     with running(ws, run_id):
         resumed = score_pool(ws, run_id, folder, config, candidates, progress=progress)
     with ws.db.session() as s:
-        preds = list(s.scalars(select(Prediction).where(Prediction.run_id == run_id).order_by(Prediction.image_id)))
+        # Rows (same attribute names as Prediction), not ORM objects: one per scored image of the pool.
+        preds = s.execute(select(Prediction.image_id, Prediction.label, Prediction.score, Prediction.prob_pneumonia,
+                                 Prediction.x_min, Prediction.y_min, Prediction.x_max, Prediction.y_max, Prediction.extra)
+                          .where(Prediction.run_id == run_id).order_by(Prediction.image_id)).all()
     rows = rank_pool(preds, candidates, config, folder)
     seconds = round(time.perf_counter() - t0, 2)
     with ws.db.session() as s:

@@ -30,6 +30,10 @@ class Image(Base):
         UniqueConstraint("root_id", "rel_path"),
         Index("ix_image_sha256", "sha256"),
         Index("ix_image_patient_key", "patient_key"),
+        # `wb status` counts and lists from these instead of scanning every image (issue 12.5).
+        Index("ix_image_status_mode", "status", "mode"),
+        Index("ix_image_label", "label"),
+        Index("ix_image_duplicate_of_id", "duplicate_of_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
