@@ -17,10 +17,14 @@ a user would, as its own `wb` process on a fresh database:
    Faster R-CNN and a 32 px MobileNetV2 classifier, one epoch on 8 images): their accuracy is
    meaningless; the cost per image of scoring, storing and ranking is what is measured.
 
-Per stage: wall time, time per image (per task for push/pull), the peak resident memory of the
-`wb` process (its own and its reaped children's, from os.wait4), and at the end the ratio of
-the per-image costs 100k / 10k (goal <= 1.2) and of suggest's peak memory (goal: flat).
-Models run with one thread (OMP_NUM_THREADS=1), as on a shared machine.
+Per stage: wall time of the `wb` process (start-up included), time per image (per task for
+push/pull), its peak resident memory (its own or a reaped child's, from os.wait4 in a small
+launcher process, since Linux carries a parent's peak into a forked child), and at the end the
+ratio of the per-item costs largest / smallest size (goal <= 1.2x) beside both peaks (suggest's
+should not grow with the pool). Models run with one thread (OMP_NUM_THREADS=1). Without
+--suggest-limit, suggest scores the whole train pool (at 100k: ~89k images at ~30-50 ms each on
+one core, about an hour); with it, a random N of the pool is scored while the whole pool is
+still listed, filtered and checked on disk.
 """
 from __future__ import annotations
 
@@ -150,30 +154,34 @@ WB = [sys.executable, "-c", "from workbench.cli import main; main()"]
 @dataclass
 class Measured:
     seconds: float
-    peak_mb: float  # the process's peak RSS (its own, or a reaped child's if larger)
+    peak_mb: float  # the wb process's peak RSS (its own, or a reaped child's if larger)
     out: str
+
+
+# A small process between this one and `wb`: Linux carries a process's peak RSS across fork and
+# exec, so a `wb` forked from this (large) benchmark would report at least this process's size.
+# The launcher forks it from a ~10 MB interpreter and reports the child's own peak (wait4).
+LAUNCHER = """import os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(f"{usage.ru_maxrss} {time.perf_counter() - t0}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
 def run_wb(args: list, env: dict, timeout: float | None = None) -> Measured:
     """`wb ARGS` as its own process; raises with its stderr when it fails."""
-    import threading
-
-    cmd = [*WB, *map(str, args)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    got: dict[str, str] = {}
-    readers = [threading.Thread(target=lambda k, f: got.__setitem__(k, f.read()), args=(k, f), daemon=True)
-               for k, f in (("out", proc.stdout), ("err", proc.stderr))]
-    for r in readers:
-        r.start()
-    _, status, usage = os.wait4(proc.pid, 0)  # its own rusage, unlike RUSAGE_CHILDREN's running maximum
-    seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    for r in readers:
-        r.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"wb {' '.join(map(str, args))[:200]} exited {proc.returncode}:\n{got.get('err', '')[-3000:]}")
-    return Measured(seconds, usage.ru_maxrss / 1024, got.get("out", ""))
+    with tempfile.NamedTemporaryFile(prefix="wb-scale-rss-") as rss:
+        cmd = [sys.executable, "-c", LAUNCHER, rss.name, *WB, *map(str, args)]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        peak_kb, seconds = (float(x) for x in (Path(rss.name).read_text() or "0 0").split())  # wb's own, from fork to exit
+    if done.returncode != 0:
+        raise RuntimeError(f"wb {' '.join(map(str, args))[:200]} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return Measured(seconds, peak_kb / 1024, done.stdout)
 
 
 @dataclass
