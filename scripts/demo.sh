@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the 48-image sample shipped in sample/: import -> split -> annotations -> audit/eda
-# -> train -> eval -> cam -> suggest.
+# -> train -> eval (with shortcut reliance) -> cam -> a chest-crop classifier -> suggest -> a planted stress set.
 # Outputs go to $WB_WORKSPACE (default wb-workspace/demo); the DB to $WB_DB (default <workspace>/wb.db).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,12 +33,21 @@ CLS_RUN=$(wb train classifier --members mobilenet_v2 --head fc2 --epochs 2 --ima
 wb eval "$CLS_RUN" --part test
 wb cam "$CLS_RUN" --images sample/kermany/chest_xray/test/PNEUMONIA/person65_virus_123.jpeg
 
+# Boxes steer the classifier: train and predict on the chest crop (annotated boxes, else the
+# detector's); eval reports how much each model relies on what lies outside the chest box.
+CROP_RUN=$(wb train classifier --members mobilenet_v2 --head fc2 --epochs 2 --image-size 160 --batch-size 8 --lr 0.0003 --input chest-crop --margin 0.05 --boxes-from "$DET_RUN" --allow-fallback --threads 1 --json | run_id)
+wb eval "$CROP_RUN" --part test
+
 # wb suggest: rank the sample with those two runs. Every sample image has a box, so
 # --include-annotated ranks them all (an audit of where the classifier looks), then draw the top one.
 wb suggest --detector "$DET_RUN" --classifier "$CLS_RUN" -k 5 --include-annotated --parts train,val --csv "$WB_WORKSPACE/suggestions.csv"
 SUGGEST_RUN=$(wb status --json | python -c "import json,sys; print([r['id'] for r in json.load(sys.stdin)['runs'] if r['kind']=='suggest'][-1])")
 TOP_IMAGE=$(python -c "import csv,sys; print(next(csv.DictReader(open(sys.argv[1])))['image'])" "$WB_WORKSPACE/suggestions.csv")
 wb suggest show "$SUGGEST_RUN" "$TOP_IMAGE"
+
+# A planted-shortcut copy of the sample (markers outside the chest box, reversed in test).
+rm -rf "$WB_WORKSPACE/planted"
+wb stress plant "$WB_WORKSPACE/planted" --size 0.08
 
 echo
 echo "Demo outputs: database $WB_DB, workspace $WB_WORKSPACE"
