@@ -1,7 +1,7 @@
 """Training and evaluation loops (after torchvision references/detection/engine.py).
 
 Knows nothing of the CLI or the DB: `train_one_epoch` and `evaluate` take a model, a loader, a
-device and a `Task` (how to get a loss and correct-count from one batch); checkpoints are one
+device and a `Task` (`ClassifierTask` or `DetectorTask`: how to get a loss and correct-count from one batch); checkpoints are one
 dict per epoch (model, optimizer, scheduler, scaler, epoch, config, history) so a run resumes.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence, Sized
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -69,50 +69,111 @@ def input_gradient_penalty(model: nn.Module, images: torch.Tensor, outside: torc
     return (grad.pow(2).sum(dim=1) * outside).sum(dim=(1, 2)).mean()
 
 
-@dataclass(frozen=True)
-class Task:
-    """What one batch means: `classifier` (images, labels [, outside, has_box]) or `detector` (images, targets).
+class Task(Protocol):
+    """What one batch means to the loops: how it moves to the device, its loss, its size, and the
+    mode a model must be in for `evaluate` to get a loss. `ClassifierTask` and `DetectorTask` are
+    the two kinds (workbench.kinds picks one per run)."""
 
-    With `guide_weight` > 0, classifier batches that carry chest-box masks (pipelines.data
+    @property
+    def stats(self) -> dict[str, float]:
+        """Running sums the task keeps for the history (e.g. the guidance penalty); callers pop them."""
+        ...
+
+    def to_device(self, batch: Sequence[Any], device: torch.device) -> tuple[Any, Any]: ...
+
+    def loss(self, model: nn.Module, images: Any, targets: Any) -> tuple[torch.Tensor, int | None]:
+        """(mean loss, number of correct predictions or None when the model is not asked)."""
+        ...
+
+    def size(self, images: Sized) -> int: ...
+
+    def loss_mode(self, model: nn.Module) -> AbstractContextManager[None]:
+        """The model's mode while `evaluate` asks it for a loss (restored afterwards)."""
+        ...
+
+
+@contextmanager
+def _restoring_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@dataclass(frozen=True)
+class ClassifierTask:
+    """Batches of (images [B, 3, S, S], labels [B] [, outside [B, S, S], has_box [B]]); cross-entropy.
+
+    With `guide_weight` > 0, batches that carry chest-box masks (pipelines.data
     ClassificationDataset(guide=True)) add `guide_weight` x `input_gradient_penalty` to the loss;
     `stats["guide_penalty"]` sums the penalty of the batches seen (for the history).
     """
 
-    kind: str
-    class_weight: tuple[float, ...] | None = None  # classifier cross-entropy weight per class
+    class_weight: tuple[float, ...] | None = None  # cross-entropy weight per class
     guide_weight: float = 0.0
     stats: dict[str, float] = field(default_factory=dict, compare=False)
 
     def to_device(self, batch: Sequence[Any], device: torch.device) -> tuple[Any, Any]:
         images, targets, *masks = batch
-        if self.kind == "classifier":
-            labels = torch.as_tensor(targets).to(device)
-            if masks:  # (outside [B, S, S], has_box [B]) for guidance
-                return images.to(device, non_blocking=True), (labels, masks[0].to(device), torch.as_tensor(masks[1]).to(device))
-            return images.to(device, non_blocking=True), labels
+        labels = torch.as_tensor(targets).to(device)
+        if masks:  # (outside [B, S, S], has_box [B]) for guidance
+            return images.to(device, non_blocking=True), (labels, masks[0].to(device), torch.as_tensor(masks[1]).to(device))
+        return images.to(device, non_blocking=True), labels
+
+    def loss(self, model: nn.Module, images: Any, targets: Any) -> tuple[torch.Tensor, int | None]:
+        """(mean loss, number of correct predictions)."""
+        penalty = None
+        if isinstance(targets, tuple):
+            targets, outside, has_box = targets
+            if self.guide_weight > 0 and torch.is_grad_enabled() and bool(has_box.any()):
+                penalty = input_gradient_penalty(model, images[has_box], outside[has_box])
+        logits = model(images)
+        weight = torch.tensor(self.class_weight, device=logits.device) if self.class_weight else None
+        loss = nn.functional.cross_entropy(logits.float(), targets, weight=weight)
+        if penalty is not None:
+            self.stats["guide_penalty"] = self.stats.get("guide_penalty", 0.0) + float(penalty.detach())
+            self.stats["guided_batches"] = self.stats.get("guided_batches", 0.0) + 1
+            loss = loss + self.guide_weight * penalty
+        return loss, int((logits.argmax(dim=1) == targets).sum())
+
+    def size(self, images: Sized) -> int:
+        return len(images)
+
+    @contextmanager
+    def loss_mode(self, model: nn.Module) -> Iterator[None]:
+        with _restoring_mode(model):
+            model.eval()
+            yield
+
+
+@dataclass(frozen=True)
+class DetectorTask:
+    """Batches of (images: list of [3, S, S], targets: list of {"boxes", "labels"}); torchvision's summed losses."""
+
+    stats: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def to_device(self, batch: Sequence[Any], device: torch.device) -> tuple[Any, Any]:
+        images, targets, *_ = batch
         return [im.to(device) for im in images], [{k: v.to(device) for k, v in t.items()} for t in targets]
 
     def loss(self, model: nn.Module, images: Any, targets: Any) -> tuple[torch.Tensor, int | None]:
-        """(mean loss, number of correct predictions or None when the model is not asked)."""
-        if self.kind == "classifier":
-            penalty = None
-            if isinstance(targets, tuple):
-                targets, outside, has_box = targets
-                if self.guide_weight > 0 and torch.is_grad_enabled() and bool(has_box.any()):
-                    penalty = input_gradient_penalty(model, images[has_box], outside[has_box])
-            logits = model(images)
-            weight = torch.tensor(self.class_weight, device=logits.device) if self.class_weight else None
-            loss = nn.functional.cross_entropy(logits.float(), targets, weight=weight)
-            if penalty is not None:
-                self.stats["guide_penalty"] = self.stats.get("guide_penalty", 0.0) + float(penalty.detach())
-                self.stats["guided_batches"] = self.stats.get("guided_batches", 0.0) + 1
-                loss = loss + self.guide_weight * penalty
-            return loss, int((logits.argmax(dim=1) == targets).sum())
+        """(sum of the detector's losses, None: a detector's accuracy is measured apart)."""
         losses: dict[str, torch.Tensor] = model(images, targets)
         return cast(torch.Tensor, sum(losses.values())), None
 
     def size(self, images: Sized) -> int:
         return len(images)
+
+    @contextmanager
+    def loss_mode(self, model: nn.Module) -> Iterator[None]:
+        """torchvision detectors return losses only in train mode; keep BatchNorm/Dropout frozen."""
+        with _restoring_mode(model):
+            model.train()
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm | nn.Dropout):
+                    m.eval()
+            yield
 
 
 def _autocast(device: torch.device) -> AbstractContextManager[Any]:
@@ -159,29 +220,12 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
     return {"loss": total / max(n, 1), "accuracy": correct / n_scored if n_scored else None}
 
 
-@contextmanager
-def _loss_mode(model: nn.Module, task: Task) -> Iterator[None]:
-    """torchvision detectors return losses only in train mode; keep BatchNorm/Dropout frozen."""
-    was_training = model.training
-    if task.kind == "detector":
-        model.train()
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm | nn.Dropout):
-                m.eval()
-    else:
-        model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: Iterable[Any], device: torch.device, task: Task, *, progress: bool = False,
              desc: str = "val") -> dict[str, Any]:
     """Mean loss (and accuracy for classifiers) on `loader` without changing the model."""
     total, correct, n, n_scored = 0.0, 0, 0, 0
-    with _loss_mode(model, task):
+    with task.loss_mode(model):
         for batch in progress_bar(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
             images, targets = task.to_device(batch, device)
             with _autocast(device):

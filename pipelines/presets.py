@@ -28,6 +28,7 @@ DETECTOR_PRESETS: dict[str, dict[str, Any]] = {
     "table3-3": {"augment": "affine", "backbone": "resnet50"},
     "table3-4": {"augment": "affine", "backbone": "mobilenet_v2"},
 }
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {"classifier": CLASSIFIER_PRESETS, "detector": DETECTOR_PRESETS}
 
 
 class UnknownPreset(ValueError):
@@ -36,7 +37,7 @@ class UnknownPreset(ValueError):
 
 def get_preset(kind: str, name: str) -> dict[str, Any]:
     """The overrides for preset `name` of trainer `kind` ("classifier" or "detector")."""
-    table = CLASSIFIER_PRESETS if kind == "classifier" else DETECTOR_PRESETS
+    table = PRESETS.get(kind, {})
     if name not in table:
         raise UnknownPreset(f"Unknown {kind} preset {name!r}; choose one of {', '.join(table)}")
     return dict(table[name])

@@ -1,4 +1,4 @@
-"""What exists, without building anything: backbone specs, detector backbones, heads, augmentations.
+"""What exists, without building anything: backbone specs, detector specs, heads, augmentations.
 
 The names here are plain data, so the CLI lists its choices and configs validate them without
 importing torch (`wb --help` stays fast). The factories that build these live beside their kind:
@@ -42,7 +42,34 @@ REGISTRY: dict[str, BackboneSpec] = {
 }
 BACKBONES = tuple(REGISTRY)
 
-DETECTOR_BACKBONES = ("mobilenet_v2", "mobilenet_v3", "resnet50")  # backbones pipelines.detection can build
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A Faster R-CNN backbone `pipelines.detection.build_detector` can build; `name` is also the
+    classification backbone (REGISTRY) whose ImageNet weights its trunk starts from."""
+
+    name: str
+    fpn: bool  # several feature maps (torchvision's FPN models) or one stride-32 map
+    cam_layer: str  # dotted path, in the detector, of the feature map EigenCAM reads
+    # torchvision.models.detection function building the whole detector; None: wb's single-map
+    # Faster R-CNN on the classification backbone's `features` (spec.feature_dim channels).
+    factory: str | None = None
+    # A classification state_dict (--weights PATH) fits the FPN body once this prefix is dropped
+    # (keys without it are left out); "" keeps every key.
+    state_prefix: str = ""
+
+
+DETECTORS: dict[str, DetectorSpec] = {
+    s.name: s
+    for s in (
+        DetectorSpec("mobilenet_v2", fpn=False, cam_layer="backbone"),  # the study's "MobileNet"
+        DetectorSpec("mobilenet_v3", fpn=True, cam_layer="backbone.fpn", factory="fasterrcnn_mobilenet_v3_large_fpn",
+                     state_prefix="features."),
+        DetectorSpec("resnet50", fpn=True, cam_layer="backbone.fpn", factory="fasterrcnn_resnet50_fpn"),
+    )
+}
+DETECTOR_BACKBONES = tuple(DETECTORS)  # the `--backbone` choices of `wb train detector`
 HEADS = ("fc1", "fc2")  # the ensemble's heads (pipelines.classification)
 AUGMENTATIONS = ("none", "affine", "rotate")  # pipelines.data.augmentation
 INPUT_MODES = ("full", "chest-crop", "chest-mask")  # how a classifier sees an image (pipelines.chest.INPUT_MODES)
@@ -50,6 +77,14 @@ FILLS = ("grey", "blur", "noise")  # what fills a removed region (pipelines.ches
 GUIDES = ("none", "boxes")
 MARKER_SHAPES = ("square", "disc", "ring", "cross", "letter")  # planted shortcut markers (pipelines.stress)
 MARKER_PLACES = ("anywhere", "corners", "margin")  # boxes: input-gradient penalty outside the chest box (pipelines.engine)
+
+
+def get_detector_spec(name: str) -> DetectorSpec:
+    try:
+        return DETECTORS[name]
+    except KeyError:
+        get_spec(name)  # a name unknown altogether gets the backbone registry's message
+        raise UnknownBackbone(f"Backbone {name!r} has no detector; choose one of {', '.join(DETECTOR_BACKBONES)}") from None
 
 
 def get_spec(name: str) -> BackboneSpec:

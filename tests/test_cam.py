@@ -9,6 +9,7 @@ from pipelines.cam import detector_cam, overlay, scale_map
 from pipelines.classification import Ensemble
 from pipelines.data import ClassificationDataset, DetectionDataset, ImageRecord, load_grey_rgb
 from pipelines.detection import build_detector, cam_target_layer
+from pipelines.registry import get_detector_spec
 
 torch.set_num_threads(1)
 
@@ -44,6 +45,6 @@ def test_eigencam_for_the_detector_has_the_image_size(xray, backbone):
     model = build_detector(backbone, "none", image_size=64).eval()
     tensor = DetectionDataset([xray], 64)[0][0][None]
     _, (w, h) = load_grey_rgb(xray.path)
-    cam = detector_cam(model, cam_target_layer(model, backbone), tensor, (w, h), fpn=backbone != "mobilenet_v2")
+    cam = detector_cam(model, cam_target_layer(model, backbone), tensor, (w, h), fpn=get_detector_spec(backbone).fpn)
     assert cam.shape == (h, w)
     assert cam.max() > cam.min()  # a map with structure, not a constant

@@ -43,11 +43,11 @@ def test_the_task_adds_the_weighted_penalty_only_for_boxed_images():
     model = RegionModel((0, 3, 0, 3), 2.0)
     images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 0, 1])
     outside = torch.ones(4, 16, 16)
-    plain, _ = engine.Task("classifier").loss(model, images, labels)
+    plain, _ = engine.ClassifierTask().loss(model, images, labels)
     none_boxed = (labels, outside, torch.zeros(4, dtype=torch.bool))
-    assert float(engine.Task("classifier", guide_weight=10.0).loss(model, images, none_boxed)[0]) == pytest.approx(float(plain))
+    assert float(engine.ClassifierTask(guide_weight=10.0).loss(model, images, none_boxed)[0]) == pytest.approx(float(plain))
     boxed = (labels, outside, torch.tensor([True, False, True, False]))
-    task = engine.Task("classifier", guide_weight=10.0)
+    task = engine.ClassifierTask(guide_weight=10.0)
     guided, _ = task.loss(model, images, boxed)
     expected = float(plain) + 10.0 * float(engine.input_gradient_penalty(model, images[[0, 2]], outside[[0, 2]]))
     assert float(guided) == pytest.approx(expected, rel=1e-5) and task.stats["guided_batches"] == 1
@@ -108,7 +108,7 @@ def test_a_guided_run_has_less_input_gradient_outside_the_box(tmp_path, record_p
         loader = torch.utils.data.DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         for _ in range(15):
-            engine.train_one_epoch(model, opt, loader, torch.device("cpu"), engine.Task("classifier", guide_weight=weight),
+            engine.train_one_epoch(model, opt, loader, torch.device("cpu"), engine.ClassifierTask(guide_weight=weight),
                                    progress=False)
         energy[name] = _outside_gradient_energy(model, data, [i for i, r in enumerate(train) if r.label == 1])
         test = torch.utils.data.DataLoader(ClassificationDataset(reversed_test, 32), batch_size=40)

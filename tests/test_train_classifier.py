@@ -66,7 +66,7 @@ def test_checkpoint_reloads_to_identical_predictions(tmp_path, records):
     model = Ensemble(["mobilenet_v2"], "fc2", "none")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(ClassificationDataset(records, 64), batch_size=3)
-    engine.train_one_epoch(model, optimizer, loader, torch.device("cpu"), engine.Task("classifier"), progress=False)
+    engine.train_one_epoch(model, optimizer, loader, torch.device("cpu"), engine.ClassifierTask(), progress=False)
     before = engine.predict_probs(model, loader, torch.device("cpu"))
     engine.save_checkpoint(tmp_path / "c.pt", model=model, optimizer=optimizer, scheduler=None, scaler=None, epoch=1,
                            config={}, history=[], best_val_loss=None)
@@ -112,11 +112,11 @@ def test_unknown_member_is_one_line(cli, boxed_ws):
 
 
 def test_balanced_loss_weights_are_inverse_class_frequency():
-    from workbench.training import _class_weight
+    from workbench.kinds import _class_weight
 
     records = [ImageRecord(None, "x", 0)] + [ImageRecord(None, "x", 1)] * 3
     assert _class_weight(records) == pytest.approx((4 / 2, 4 / 6))
-    task = engine.Task("classifier", (2.0, 0.5))
+    task = engine.ClassifierTask((2.0, 0.5))
     logits = torch.log(torch.tensor([[1.0, 3.0], [1.0, 3.0]]))  # P(pneumonia) = 3/4 for both images
     loss, correct = task.loss(lambda x: x, logits, torch.tensor([0, 1]))
     # by hand: (2 * -ln(1/4) + 0.5 * -ln(3/4)) / (2 + 0.5)

@@ -48,7 +48,7 @@ def test_checkpoint_reloads_to_identical_predictions(tmp_path, boxed_records):
     model = build_detector("mobilenet_v2", "none", image_size=64)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     loader = torch.utils.data.DataLoader(DetectionDataset(boxed_records, 64), batch_size=2, collate_fn=collate_detection)
-    engine.train_one_epoch(model, optimizer, loader, torch.device("cpu"), engine.Task("detector"), progress=False)
+    engine.train_one_epoch(model, optimizer, loader, torch.device("cpu"), engine.DetectorTask(), progress=False)
     before = engine.predict_detections(model, loader, torch.device("cpu"))
     engine.save_checkpoint(tmp_path / "c.pt", model=model, optimizer=optimizer, scheduler=None, scaler=None, epoch=1,
                            config={}, history=[], best_val_loss=None)
@@ -65,7 +65,7 @@ def test_non_finite_loss_aborts(boxed_records):
     loader = torch.utils.data.DataLoader(DetectionDataset(boxed_records, 64), batch_size=2, collate_fn=collate_detection)
     with pytest.raises(engine.NonFiniteLoss):
         for _ in range(5):
-            engine.train_one_epoch(model, optimizer, loader, torch.device("cpu"), engine.Task("detector"), progress=False)
+            engine.train_one_epoch(model, optimizer, loader, torch.device("cpu"), engine.DetectorTask(), progress=False)
 
 
 @pytest.mark.slow

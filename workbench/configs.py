@@ -112,10 +112,30 @@ class TrainConfig:
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
 
+    def uses_boxes(self) -> bool:
+        """Whether the model needs chest boxes to see its input (a classifier's chest input mode).
+        Guidance uses boxes in training only: a guided model sees whole images (`trains_with_boxes`)."""
+        return False
+
+    def trains_with_boxes(self) -> bool:
+        """Whether training the model needs chest boxes beside the labels (an input mode, guidance)."""
+        return self.uses_boxes()
+
+    def own_box_source(self) -> int | None:
+        """The detector run whose boxes stand in for missing annotations, as the run was trained (None: annotations only)."""
+        return None
+
+    def check_own(self) -> None:
+        """Checks of the settings only this kind has (`validate_train_config` runs them after the shared ones)."""
+
 
 @dataclass(frozen=True)
 class DetectorConfig(TrainConfig):
-    backbone: str = "mobilenet_v2"  # mobilenet_v2 | mobilenet_v3 | resnet50
+    backbone: str = "mobilenet_v2"  # a pipelines.registry.DETECTOR_BACKBONES name
+
+    def check_own(self) -> None:
+        _check(self.backbone in DETECTOR_BACKBONES, f"Unknown detector backbone {self.backbone!r}",
+               f"choose one of {', '.join(DETECTOR_BACKBONES)}")
 
 
 @dataclass(frozen=True)
@@ -135,6 +155,43 @@ class ClassifierConfig(TrainConfig):
     batch_size: int = 16
     optimizer: str = "adam"
 
+    def uses_boxes(self) -> bool:
+        return self.input_mode != "full"
+
+    def trains_with_boxes(self) -> bool:
+        return self.uses_boxes() or self.guide != "none"
+
+    def own_box_source(self) -> int | None:
+        return self.boxes_from
+
+    def check_own(self) -> None:
+        _check(len(self.members) >= 1, "The ensemble needs at least one member", f"choose from {', '.join(BACKBONES)}")
+        for name in self.members:
+            _check(name in BACKBONES, f"Unknown backbone {name!r}", f"choose from {', '.join(BACKBONES)}")
+            _check(self.image_size >= get_spec(name).min_size, f"{name} needs --image-size >= {get_spec(name).min_size}")
+        _check(self.head in HEADS, f"Unknown head {self.head!r}", f"choose one of {', '.join(HEADS)}")
+        _check(0.0 <= self.freeze < 1.0, "--freeze must be in [0, 1)")
+        _check(self.input_mode in INPUT_MODES, f"Unknown --input {self.input_mode!r}",
+               f"choose one of {', '.join(INPUT_MODES)}")
+        _check(self.guide in GUIDES, f"Unknown --guide {self.guide!r}", f"choose one of {', '.join(GUIDES)}")
+        _check(0.0 <= self.margin <= 1.0, "--margin must be in [0, 1] (a fraction of the box size)")
+        _check(math.isfinite(self.guide_weight) and self.guide_weight >= 0, "--guide-weight must be >= 0")
+        _check(not (self.guide != "none" and self.input_mode != "full"),
+               "--guide trains on full images; it cannot be combined with --input " + self.input_mode,
+               "use one: --input chest-crop|chest-mask, or --guide boxes")
+
+
+# The trained kinds and their settings: the CLI, `wb status` and configs read this without torch;
+# what else differs between the kinds (model, data, loss, predictions, CAMs) is workbench.kinds.
+TRAIN_CONFIGS: dict[str, type[TrainConfig]] = {"detector": DetectorConfig, "classifier": ClassifierConfig}
+
+
+def train_config_class(kind: str) -> type[TrainConfig]:
+    try:
+        return TRAIN_CONFIGS[kind]
+    except KeyError:
+        raise InputError(f"Unknown model kind {kind!r}", f"choose one of {', '.join(TRAIN_CONFIGS)}") from None
+
 
 @overload
 def make_config(kind: Literal["detector"], preset: str | None = None, **overrides: Any) -> DetectorConfig: ...
@@ -144,7 +201,7 @@ def make_config(kind: Literal["classifier"], preset: str | None = None, **overri
 def make_config(kind: str, preset: str | None = None, **overrides: Any) -> TrainConfig: ...
 def make_config(kind: str, preset: str | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then the preset, then every override that is not None; validated."""
-    cls = DetectorConfig if kind == "detector" else ClassifierConfig
+    cls = train_config_class(kind)
     values: dict[str, Any] = {}
     if preset:
         try:
@@ -164,7 +221,7 @@ def make_config(kind: str, preset: str | None = None, **overrides: Any) -> Train
 
 
 def config_from_dict(kind: str, data: dict[str, Any]) -> TrainConfig:
-    cls = DetectorConfig if kind == "detector" else ClassifierConfig
+    cls = train_config_class(kind)
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in data.items() if k in names}
     if "members" in values:
@@ -183,24 +240,7 @@ def validate_train_config(config: TrainConfig) -> None:
     _check(config.lr_schedule in ("constant", "cosine"), f"Unknown --lr-schedule {config.lr_schedule!r}", "constant or cosine")
     _check_device(config.device)
     _check(config.lr is None or config.lr > 0, "--lr must be positive")
-    if isinstance(config, DetectorConfig):
-        _check(config.backbone in DETECTOR_BACKBONES, f"Unknown detector backbone {config.backbone!r}",
-              f"choose one of {', '.join(DETECTOR_BACKBONES)}")
-    if isinstance(config, ClassifierConfig):
-        _check(len(config.members) >= 1, "The ensemble needs at least one member", f"choose from {', '.join(BACKBONES)}")
-        for name in config.members:
-            _check(name in BACKBONES, f"Unknown backbone {name!r}", f"choose from {', '.join(BACKBONES)}")
-            _check(config.image_size >= get_spec(name).min_size, f"{name} needs --image-size >= {get_spec(name).min_size}")
-        _check(config.head in HEADS, f"Unknown head {config.head!r}", f"choose one of {', '.join(HEADS)}")
-        _check(0.0 <= config.freeze < 1.0, "--freeze must be in [0, 1)")
-        _check(config.input_mode in INPUT_MODES, f"Unknown --input {config.input_mode!r}",
-               f"choose one of {', '.join(INPUT_MODES)}")
-        _check(config.guide in GUIDES, f"Unknown --guide {config.guide!r}", f"choose one of {', '.join(GUIDES)}")
-        _check(0.0 <= config.margin <= 1.0, "--margin must be in [0, 1] (a fraction of the box size)")
-        _check(math.isfinite(config.guide_weight) and config.guide_weight >= 0, "--guide-weight must be >= 0")
-        _check(not (config.guide != "none" and config.input_mode != "full"),
-               "--guide trains on full images; it cannot be combined with --input " + config.input_mode,
-               "use one: --input chest-crop|chest-mask, or --guide boxes")
+    config.check_own()
 
 
 # --- suggest ----------------------------------------------------------------------------------

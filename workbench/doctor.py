@@ -23,7 +23,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from tqdm import tqdm
 
-from db.models import DatasetRoot, Image, Run, RunStatus, utcnow
+from db.models import DatasetRoot, Image, Run, RunKind, RunStatus, utcnow
 from workbench.errors import ConflictError, InputError
 from workbench.runs import create_run, owner_gone, running, update_run
 from workbench.workspace import Workspace
@@ -112,13 +112,13 @@ def _pass(ws: Workspace, restart: bool) -> tuple[int, datetime]:
     with ws.db.session() as s:
         if not s.scalar(select(func.count(Image.id))):
             raise InputError("No images imported yet", "run `wb import PATH` first")
-        last = s.scalars(select(Run).where(Run.kind == "doctor").order_by(Run.id.desc())).first()
+        last = s.scalars(select(Run).where(Run.kind == RunKind.DOCTOR).order_by(Run.id.desc())).first()
         if last is not None and last.status == RunStatus.RUNNING and not owner_gone(last):
             raise ConflictError(f"wb doctor is already running (run {last.id}, process {last.owner_pid} on {last.owner_host})",
                                 "let it finish, or stop it and run `wb doctor` again to continue its pass")
         if last is not None and last.status != RunStatus.DONE and not restart:
             return last.id, last.created_at
-    run_id, _ = create_run(ws, "doctor", {"restart": restart}, split_id=None)
+    run_id, _ = create_run(ws, RunKind.DOCTOR, {"restart": restart}, split_id=None)
     with ws.db.session() as s:
         return run_id, s.get_one(Run, run_id).created_at
 

@@ -13,25 +13,14 @@ from sqlalchemy import select
 
 from db.models import Image, Prediction, Split
 from pipelines import engine
-from pipelines.cam import detector_cam, overlay, scale_map
-from pipelines.chest import VIEWS, box_on_array, view
-from pipelines.classification import Ensemble
-from pipelines.data import LABELS, DetectionDataset, ImageRecord, classifier_image, classifier_tensors, load_grey_rgb
-from pipelines.detection import cam_target_layer
-from pipelines.metrics import classification_metrics, detection_map, mean_iou, reliance_metrics
+from pipelines.chest import VIEWS
+from pipelines.data import LABELS, ImageRecord, load_grey_rgb
+from pipelines.metrics import classification_metrics, reliance_metrics
 from pipelines.report import plot_confusion, plot_curves, plot_image_grid, plot_roc, write_report
-from pipelines.scoring import classify_with_cams
-from workbench.configs import CamConfig, DetectorConfig, EvalConfig, TrainConfig, validate_cam_config, validate_eval_config
+from workbench.configs import CamConfig, EvalConfig, TrainConfig, validate_cam_config, validate_eval_config
 from workbench.errors import InputError, NotFoundError
-from workbench.predicting import (
-    box_source,
-    chest_boxes,
-    classifier_input,
-    decision_threshold,
-    predict_probabilities,
-    top_detections,
-    uses_boxes,
-)
+from workbench.kinds import ModelKind, get_kind
+from workbench.predicting import box_source, chest_boxes, decision_threshold
 from workbench.runs import dimensions, get_run, load_trained, part_images, run_folder, to_record
 from workbench.workspace import Workspace
 
@@ -70,38 +59,24 @@ def evaluate_run(ws: Workspace, run_id: int, settings: EvalConfig = EvalConfig()
         sizes = [dimensions(im) for im in images]
         bare = [to_record(im) for im in images]
         ids = [im.id for im in images]
-        kind, history, folder = run.kind, list(run.history or []), run_folder(run)
+        kind, history, folder = get_kind(run.kind), list(run.history or []), run_folder(run)
     model = model.to(device)
     detector_run = box_source(config, settings.boxes_from)
-    wanted = uses_boxes(config) or settings.reliance or kind == "detector"
+    wanted = config.uses_boxes() or settings.reliance or kind.scores_boxes
     boxes = chest_boxes(ws, ids, detector_run, progress=progress) if wanted else {}
-    if kind == "detector":  # chest-box metrics compare against annotations only
-        records = [dataclasses.replace(r, box=boxes[i][0]) if i in boxes and boxes[i][1] == "annotated" else r
-                   for r, i in zip(bare, ids, strict=True)]
-    else:
-        records = [dataclasses.replace(r, box=boxes[i][0]) if i in boxes else r for r, i in zip(bare, ids, strict=True)]
+    records = kind.eval_records(bare, boxes)
     threshold = decision_threshold(ws, run_id, checkpoint, model, device=device)
     y_true = np.array([r.label for r in records])
     t0 = time.perf_counter()
-    probs, preds = predict_probabilities(model, config, kind, records, device, batch_size=batch_size, progress=progress)
+    probs, preds = kind.predict(model, config, records, device, batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - t0
     metrics = classification_metrics(y_true, probs, threshold=threshold["value"], n_boot=settings.bootstrap)
     metrics["threshold_rule"] = threshold
     metrics["at_0.5"] = classification_metrics(y_true, probs, threshold=0.5, n_boot=settings.bootstrap)
     y_pred = (probs >= threshold["value"]).astype(int)
-    top_boxes: list = [None] * len(records)
-    top_scores = [float(max(p, 1 - p)) for p in probs]
-    if preds is not None:
-        _, _, scores, top_boxes, scaled = top_detections(preds, sizes, config.image_size)
-        top_scores = [s if s is not None else 0.0 for s in scores]
-        annotated = [i for i, r in enumerate(records) if r.box is not None]
-        if annotated:
-            metrics.update(detection_map([scaled[i] for i in annotated], [{"boxes": [records[i].box]} for i in annotated]))
-            metrics["mean_iou"] = mean_iou([top_boxes[i] for i in annotated], [records[i].box for i in annotated])
-        else:
-            metrics.update(map50=None, map50_95=None, mean_iou=None)
-        metrics["annotated_images"] = len(annotated)
-    if uses_boxes(config):
+    top_scores, top_boxes, box_metrics = kind.outputs(probs, preds, records, sizes, config)
+    metrics.update(box_metrics)
+    if config.uses_boxes():
         metrics["input_boxes"] = dict(Counter(boxes[i][1] if i in boxes else "none" for i in ids))
     view_probs: dict[str, Any] = {}
     boxed = [j for j, i in enumerate(ids) if i in boxes]
@@ -115,8 +90,8 @@ def evaluate_run(ws: Workspace, run_id: int, settings: EvalConfig = EvalConfig()
         rel_records = [dataclasses.replace(bare[j], box=boxes[ids[j]][0]) for j in boxed]
         view_probs = {"full": probs[boxed]}
         for v in VIEWS[1:]:
-            view_probs[v], _ = predict_probabilities(model, config, kind, rel_records, device, view=v, fill=settings.fill,
-                                                     batch_size=batch_size, progress=progress)
+            view_probs[v], _ = kind.predict(model, config, rel_records, device, view=v, fill=settings.fill,
+                                            batch_size=batch_size, progress=progress)
         reliance = reliance_metrics(y_true[boxed], view_probs, threshold=threshold["value"], n_boot=settings.bootstrap)
         reliance["fill"] = settings.fill
         reliance["box_sources"] = dict(Counter(boxes[ids[j]][1] for j in boxed))
@@ -134,7 +109,7 @@ def evaluate_run(ws: Workspace, run_id: int, settings: EvalConfig = EvalConfig()
             s.add(Prediction(run_id=run_id, image_id=r.image_id, label=LABELS[int(label)], score=score,
                              prob_pneumonia=float(prob), x_min=x0, y_min=y0, x_max=x1, y_max=y1, extra=extra))
         run.metrics = {**(run.metrics or {}), part: metrics}
-    out = {"run_id": run_id, "kind": kind, "part": part, **metrics}
+    out = {"run_id": run_id, "kind": kind.name, "part": part, **metrics}
     if report:
         rel_examples = [(bare[i], boxes[ids[i]][0], {v: float(view_probs[v][j]) for v in VIEWS})
                         for j, i in enumerate(boxed)] if view_probs else []
@@ -154,7 +129,7 @@ def _reliance_table(reliance: dict) -> tuple[list[str], list[list[str]]]:
     return ["images seen", "accuracy (95% CI)", "ROC-AUC (95% CI)"], rows
 
 
-def _write_report(folder: Path, run_id: int, kind: str, part: str, metrics: dict, history: list, y_true, probs,
+def _write_report(folder: Path, run_id: int, kind: ModelKind, part: str, metrics: dict, history: list, y_true, probs,
                   records: list[ImageRecord], top_boxes, y_pred, config: TrainConfig,
                   reliance_examples: list[tuple[ImageRecord, Any, dict[str, float]]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -180,8 +155,7 @@ def _write_report(folder: Path, run_id: int, kind: str, part: str, metrics: dict
             marks.append((top_boxes[i], "red", "predicted"))
         boxes.append(marks)
     plot_image_grid(pictures, titles, folder / "samples.png", boxes=boxes)
-    caption = "Detection overlays (green: annotated, red: top detection)" if kind == "detector" else "Sample predictions"
-    figures[caption] = "samples.png"
+    figures[kind.report_caption] = "samples.png"
     tables = {}
     reliance = metrics.get("reliance")
     if reliance and reliance.get("views"):
@@ -190,11 +164,11 @@ def _write_report(folder: Path, run_id: int, kind: str, part: str, metrics: dict
                ] = _reliance_table(reliance)
         _plot_reliance(reliance_examples, config, kind, reliance["fill"], folder / "reliance.png")
         figures["The three versions each image was scored as (P(pneumonia) above each)"] = "reliance.png"
-    return write_report(folder, f"Run {run_id} ({kind}) on {part}", metrics, figures, config=dataclasses.asdict(config),
+    return write_report(folder, f"Run {run_id} ({kind.name}) on {part}", metrics, figures, config=dataclasses.asdict(config),
                         tables=tables)
 
 
-def _plot_reliance(examples: list[tuple[ImageRecord, Any, dict[str, float]]], config: TrainConfig, kind: str, fill: str,
+def _plot_reliance(examples: list[tuple[ImageRecord, Any, dict[str, float]]], config: TrainConfig, kind: ModelKind, fill: str,
                    path: Path) -> None:
     """Rows of (as it is, chest only, chest removed) for a few images of each class, as the model saw them."""
     picked = [e for e in examples if e[0].label == 0][:RELIANCE_SHOWN] + [e for e in examples if e[0].label == 1][:RELIANCE_SHOWN]
@@ -203,10 +177,7 @@ def _plot_reliance(examples: list[tuple[ImageRecord, Any, dict[str, float]]], co
     for record, box, probs in picked:
         image, size = load_grey_rgb(record.path)
         for v in VIEWS:
-            if kind == "classifier":
-                pictures.append(classifier_image(image, size, box, classifier_input(config), view=v, fill=fill))
-            else:
-                pictures.append(view(image, box_on_array(box, size, image.shape), v, fill))
+            pictures.append(kind.seen_image(image, size, box, config, v, fill))
             titles.append(f"{LABELS[record.label]}, {names[v]}\nP(pneumonia) {probs[v]:.2f}")
     plot_image_grid(pictures, titles, path, cols=len(VIEWS))
 
@@ -242,48 +213,20 @@ def make_cam(ws: Workspace, run_id: int, images: list[str], settings: CamConfig 
     with ws.db.session() as s:
         run = get_run(s, run_id)
         model, config = load_trained(run, settings.checkpoint)
-        kind, folder = run.kind, run_folder(run)
+        kind, folder = get_kind(run.kind), run_folder(run)
         targets = _resolve_images(s, images)
     model = model.to(device)
     ids = [image_id for _, image_id, _ in targets if image_id is not None]
-    boxes = chest_boxes(ws, ids, box_source(config)) if uses_boxes(config) else {}
+    boxes = chest_boxes(ws, ids, box_source(config)) if config.uses_boxes() else {}
     out_dir = Path(out_dir) if out_dir else folder / "cam"
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
     for path, image_id, label in targets:
-        image, (w, h) = load_grey_rgb(path)
+        image, size = load_grey_rgb(path)
         box = boxes[image_id][0] if image_id in boxes else None
         record = ImageRecord(image_id=image_id, path=path, label=int(label == "PNEUMONIA"), box=box)
-        if isinstance(model, Ensemble):
-            inputs = classifier_input(config)
-            if inputs.uses_box and box is None:
-                raise InputError(f"Run {run_id} sees chest boxes only ({inputs.mode}) and {path} has none",
-                                 "annotate it, or give an image the run's detector has boxed")
-            seen = classifier_image(image, (w, h), box, inputs)  # what the model looks at
-            tensor = classifier_tensors(record, config.image_size, inputs)[0][None]
-            out = classify_with_cams(model, tensor, device)
-            prob = float(out.probs[0, 1])
-            sh, sw = seen.shape[:2]
-            names = list(model.cam_layers())
-            pictures = [seen] + [overlay(seen, scale_map(c[0], sw, sh)) for c in out.cams] + [
-                overlay(seen, scale_map(c[0], sw, sh)) for c in out.fine_cams]
-            titles = [f"{Path(path).name}\ntrue {label or '?'}, P(pneumonia) {prob:.2f}"] + [
-                f"Grad-CAM {n}" for n in names] + [f"LayerCAM {n} (stride 16)" for n in names]
-            marks = None
-        else:
-            assert isinstance(config, DetectorConfig)  # the run is a detector: get_run takes only the two kinds
-            tensor = DetectionDataset([record], config.image_size)[0][0][None].to(device)
-            cam = detector_cam(model, cam_target_layer(model, config.backbone), tensor, (w, h),
-                               fpn=config.backbone != "mobilenet_v2")
-            with torch.inference_mode():
-                pred = model(tensor)[0]
-            f = np.array([w, h, w, h]) / config.image_size
-            top = [] if not len(pred["boxes"]) else [
-                (pred["boxes"][0].cpu().numpy() * f, "red",
-                 f"{['bg', 'normal', 'pneumonia'][int(pred['labels'][0])]} {float(pred['scores'][0]):.2f}")]
-            pictures, marks = [image, overlay(image, cam)], [top, top]
-            titles = [f"{Path(path).name} (true {label or '?'})", "EigenCAM"]
+        figure = kind.cam_figure(model, config, record, image, size, label, device, run_id)
         target = out_dir / f"{Path(path).stem}.png"
-        plot_image_grid(pictures, titles, target, boxes=marks, cols=len(pictures))
+        plot_image_grid(figure.pictures, figure.titles, target, boxes=figure.marks, cols=len(figure.pictures))
         files.append(str(target))
-    return {"run_id": run_id, "kind": kind, "files": files}
+    return {"run_id": run_id, "kind": kind.name, "files": files}

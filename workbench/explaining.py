@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from db.models import Image, Prediction, Suggestion
+from db.models import Image, Prediction, RunKind, Suggestion
 from pipelines import engine
 from workbench.configs import DEFAULT_DEVICE, SuggestConfig
 from workbench.errors import InputError, NotFoundError
@@ -59,10 +59,10 @@ def show_suggestion(ws: Workspace, run_id: int, image_ref: str, *, out: Path | N
     from pipelines.data import load_grey_rgb
     from pipelines.report import plot_image_grid
     from pipelines.scoring import PoolItem, score_pool_batches
-    from workbench.predicting import box_source, chest_boxes, classifier_input, uses_boxes
+    from workbench.predicting import box_source, chest_boxes, classifier_input
 
     with ws.db.session() as s:
-        run = get_run(s, run_id, ("suggest",))
+        run = get_run(s, run_id, (RunKind.SUGGEST,))
         image = resolve_image(s, image_ref)
         pred = s.scalars(select(Prediction).where(Prediction.run_id == run_id, Prediction.image_id == image.id)).first()
         if pred is None:
@@ -79,7 +79,7 @@ def show_suggestion(ws: Workspace, run_id: int, image_ref: str, *, out: Path | N
         raise InputError(str(exc), "use --device auto or cpu") from None
     detector, det_cfg, classifier, cls_cfg = load_models(ws, config, where)
     inputs = classifier_input(cls_cfg)
-    own = chest_boxes(ws, [image_id], box_source(cls_cfg), progress=False) if uses_boxes(cls_cfg) else {}
+    own = chest_boxes(ws, [image_id], box_source(cls_cfg), progress=False) if cls_cfg.uses_boxes() else {}
     item = PoolItem(path, own[image_id][0] if image_id in own else box)
     scored = next(score_pool_batches(detector, det_cfg.image_size, classifier, cls_cfg.image_size, [item], where,
                                      inputs=inputs, fill=config.fill))

@@ -44,7 +44,7 @@ from annotations.sync import (
     push_tasks,
     shown_path,
 )
-from db.models import AnnotationBatch, AnnotationBatchItem, DatasetRoot, Image, Prediction, Run
+from db.models import AnnotationBatch, AnnotationBatchItem, DatasetRoot, Image, Prediction, Run, RunKind
 from db.models.labels import ANNOTATION_STATUSES, Annotation, LsProject, LsTask
 from pipelines.imagecheck import missing_files
 from pipelines.progress import progress_bar
@@ -319,7 +319,7 @@ def _run_predictions(s, run_id: int, images: Sequence[ImageRef]) -> dict[int, Pr
         if p.x_min is not None and (p.image_id not in best or (p.score or 0) > (best[p.image_id].score or 0)):
             best[p.image_id] = p
     unseen = len(wanted - seen)
-    if unseen and run.kind != "detector":
+    if unseen and run.kind != RunKind.DETECTOR:
         detector = (run.config or {}).get("detector_run")
         raise InputError(f"Run {run_id} ({run.kind}) has no predictions for {unseen} of these {len(wanted)} images",
                          f"pass a detector run, e.g. `--predictions {detector or 'DETECTOR_RUN'}`: wb runs it on the "
@@ -402,7 +402,7 @@ def push(
         pushed = set(s.scalars(select(LsTask.image_id).where(LsTask.ls_project_id == current.id))) if current else set()
         run = s.get(Run, predictions_run) if predictions_run is not None else None
     predicted = 0
-    if run is not None and run.kind == "detector":  # its own session: the push below must not hold a stale read
+    if run is not None and run.kind == RunKind.DETECTOR:  # its own session: the push below must not hold a stale read
         from workbench.predicting import predict_missing_boxes  # torch: only when a detector has to run
 
         predicted = predict_missing_boxes(ws, run.id, [im.id for im in chosen if im.id in pushed or im.id not in skip],

@@ -6,8 +6,8 @@
   run's (predicted once and stored). Classifier runs that use boxes (an input mode, guidance)
   name that detector run in their config, and training, `wb eval`, `wb cam` and `wb suggest`
   all take boxes from here, so a model is asked the way it was trained.
-- `predict_probabilities`: P(pneumonia) of a classifier or detector run for records, in any
-  shortcut-reliance view; `decision_threshold`: the run's threshold, chosen on its val part.
+- `decision_threshold`: the run's threshold, chosen on its val part (P(pneumonia) from its kind's
+  `predict`, workbench.kinds).
 Torch is imported at module level here: import this module inside the function that needs it.
 """
 from __future__ import annotations
@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 from sqlalchemy import select
 
-from db.models import Image, Prediction, Run, Split
+from db.models import Image, Prediction, Run, RunKind, Split
 from pipelines import engine
 from pipelines.chest import Box
-from pipelines.data import LABELS, ClassificationDataset, ClassifierInput, DetectionDataset, ImageRecord, collate_detection
+from pipelines.data import LABELS, ClassifierInput, DetectionDataset, ImageRecord, collate_detection
 from pipelines.metrics import youden_threshold
 from workbench.configs import ClassifierConfig, TrainConfig
 from workbench.errors import InputError
+from workbench.kinds import get_kind
 from workbench.runs import dimensions, latest_boxes, load_trained, part_images, require_files, to_record
 from workbench.workspace import Workspace
 
@@ -76,7 +76,7 @@ def predict_missing_boxes(ws: Workspace, run_id: int, image_ids: Sequence[int], 
     """
     with ws.db.session() as s:
         run = s.get(Run, run_id)
-        if run is None or run.kind != "detector":
+        if run is None or run.kind != RunKind.DETECTOR:
             raise InputError(f"Run {run_id} is not a detector run", "pass a detector run's id (see `wb status`)")
         have = set(s.scalars(select(Prediction.image_id).where(Prediction.run_id == run_id)))
         todo = [i for i in dict.fromkeys(image_ids) if i not in have]
@@ -140,53 +140,22 @@ def box_records(ws: Workspace, images: Sequence[Image], detector_run: int | None
     return records, dict(counts)
 
 
-def uses_boxes(config: TrainConfig) -> bool:
-    """Whether a run's model needs chest boxes to see its input (a chest input mode). Guidance uses
-    boxes in training only: a guided model sees whole images (see `trains_with_boxes`)."""
-    return isinstance(config, ClassifierConfig) and config.input_mode != "full"
-
-
-def trains_with_boxes(config: TrainConfig) -> bool:
-    """Whether training a run's model needs chest boxes (a chest input mode, or guidance)."""
-    return uses_boxes(config) or (isinstance(config, ClassifierConfig) and config.guide != "none")
-
-
-def classifier_input(config: TrainConfig) -> ClassifierInput:
-    if isinstance(config, ClassifierConfig):
-        return ClassifierInput(config.input_mode, config.margin)
-    return ClassifierInput()
+def classifier_input(config: ClassifierConfig) -> ClassifierInput:
+    """How a classifier run sees images (its input mode and crop margin)."""
+    return ClassifierInput(config.input_mode, config.margin)
 
 
 def box_source(config: TrainConfig, requested: int | None = None) -> int | None:
     """The detector run whose boxes stand in for missing annotations: the run's own when its input
     uses boxes (a request for another is an error: a model is asked the way it was trained), else
     the request (e.g. boxes for reliance, which never change what the model is given)."""
-    own = config.boxes_from if isinstance(config, ClassifierConfig) else None
-    if uses_boxes(config):
+    own = config.own_box_source()
+    if config.uses_boxes():
         if requested is not None and requested != own:
             raise InputError(f"This run takes its chest boxes from {'detector run ' + str(own) if own else 'annotations only'}",
                              "drop --boxes-from: the run's own box source is used")
         return own
     return requested
-
-
-def predict_probabilities(model: torch.nn.Module, config: TrainConfig, kind: str, records: Sequence[ImageRecord],
-                          device: torch.device, *, view: str = "full", fill: str = "grey", batch_size: int = 8,
-                          progress: bool = False) -> tuple[NDArray[Any], list[dict[str, Any]] | None]:
-    """(P(pneumonia)[N], detector outputs per image or None) of a run's model on `records` seen as `view`.
-
-    Classifiers see the run's input mode (records carry the boxes); a detector's probability is
-    0.5 +- 0.5 x its top box's score by the box's class (see `top_detections`).
-    """
-    if kind == "classifier":
-        data = ClassificationDataset(records, config.image_size, inputs=classifier_input(config), view=view, fill=fill)
-        loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
-        return engine.predict_probs(model, loader, device, progress=progress)[:, 1], None
-    loader = torch.utils.data.DataLoader(DetectionDataset(records, config.image_size, view=view, fill=fill),
-                                         batch_size=batch_size, collate_fn=collate_detection)
-    preds = engine.predict_detections(model, loader, device, progress=progress)
-    return np.asarray([0.5 if not len(p["scores"]) else 0.5 + (0.5 if int(p["labels"][0]) == 2 else -0.5) * float(p["scores"][0])
-                       for p in preds]), preds
 
 
 def decision_threshold(ws: Workspace, run_id: int, checkpoint: str, model: torch.nn.Module | None = None, *,
@@ -207,7 +176,7 @@ def decision_threshold(ws: Workspace, run_id: int, checkpoint: str, model: torch
         from workbench.configs import config_from_dict
 
         config = config_from_dict(run.kind, run.config)
-        kind = run.kind
+        kind = get_kind(run.kind)
         if model is None:
             model, config = load_trained(run, checkpoint)
         split = s.get(Split, run.split_id) if run.split_id is not None else None
@@ -216,13 +185,13 @@ def decision_threshold(ws: Workspace, run_id: int, checkpoint: str, model: torch
             im.root  # noqa: B018 - abs_path needs the root after the session closes
     device = device or torch.device("cpu")
     model = model.to(device)
-    records, _ = box_records(ws, images, box_source(config), progress=progress) if uses_boxes(config) else (
+    records, _ = box_records(ws, images, box_source(config), progress=progress) if config.uses_boxes() else (
         [to_record(im) for im in images], {})
     labels = np.array([r.label for r in records])
     if len(set(labels.tolist())) < 2:
         found = {"value": 0.5, "rule": "default (the val part lacks a class)", "part": "val", "images": len(records)}
     else:
-        probs, _ = predict_probabilities(model, config, kind, records, device, progress=progress)
+        probs, _ = kind.predict(model, config, records, device, progress=progress)
         found = {"value": round(youden_threshold(labels, probs), 6), "rule": "youden_j", "part": "val", "images": len(records)}
     with ws.db.session() as s:
         row = s.get(Run, run_id)

@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import Annotation, Image, Run, RunStatus, SplitMember, utcnow
-from workbench.configs import ClassifierConfig, DetectorConfig, SuggestConfig, TrainConfig, config_from_dict
+from workbench.configs import TRAIN_CONFIGS, ClassifierConfig, DetectorConfig, SuggestConfig, TrainConfig, config_from_dict
 from workbench.errors import InputError, NotFoundError, from_exception
 from workbench.splitting import resolve_split
 from workbench.workspace import Workspace
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pipelines.classification import Ensemble
     from pipelines.data import ImageRecord
 
-TRAINED_KINDS = ("detector", "classifier")
+TRAINED_KINDS = tuple(TRAIN_CONFIGS)  # the kinds `wb train` makes (workbench.kinds)
 Box = tuple[float, float, float, float]
 
 
@@ -223,22 +223,14 @@ def recording_failures(ws: Workspace, run_id: int) -> Iterator[None]:
 
 def build_model(kind: str, config: TrainConfig, weights: str | None = None) -> nn.Module:
     """The model for `config` (weights override: 'none' when a checkpoint supplies them)."""
-    from pipelines.classification import Ensemble
-    from pipelines.detection import build_detector
     from pipelines.models import WeightsUnavailable
     from pipelines.registry import UnknownBackbone
+    from workbench.kinds import get_kind
 
-    policy = weights or config.weights
     try:
-        if kind == "detector" and isinstance(config, DetectorConfig):
-            return build_detector(config.backbone, policy, image_size=config.image_size,
-                                  allow_fallback=config.allow_fallback)
-        if kind == "classifier" and isinstance(config, ClassifierConfig):
-            return Ensemble(config.members, config.head, policy, allow_fallback=config.allow_fallback,
-                            freeze=config.freeze)
+        return get_kind(kind).build(config, weights or config.weights)
     except (WeightsUnavailable, UnknownBackbone, ValueError) as exc:
         raise InputError(str(exc)) from None
-    raise InputError(f"A {kind} run has a {type(config).__name__}", "the run's config does not match its kind")
 
 
 def load_trained(run: Run, checkpoint: str = "best") -> tuple[nn.Module, TrainConfig]:

@@ -173,7 +173,7 @@ def _train_detector(records: list[ImageRecord], config: SimulateConfig, seed: in
     loader = torch.utils.data.DataLoader(DetectionDataset(records, config.det_size), batch_size=config.batch_size,
                                          shuffle=True, generator=generator, collate_fn=collate_detection)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.det_lr, momentum=0.9, weight_decay=1e-4)
-    return _fit(model, opt, loader, engine.Task("detector"), config, device, _min_steps(config, start, full))
+    return _fit(model, opt, loader, engine.DetectorTask(), config, device, _min_steps(config, start, full))
 
 
 def _train_classifier(records: list[ImageRecord], config: SimulateConfig, seed: int, device: torch.device,
@@ -186,7 +186,7 @@ def _train_classifier(records: list[ImageRecord], config: SimulateConfig, seed: 
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=True, generator=generator,
                                          drop_last=len(records) > config.batch_size)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.cls_lr)
-    task = engine.Task("classifier", guide_weight=config.guide_weight if guide else 0.0)
+    task = engine.ClassifierTask(guide_weight=config.guide_weight if guide else 0.0)
     trained = _fit(model, opt, loader, task, config, device, _min_steps(config, start, full))
     assert isinstance(trained, Ensemble)  # build_model's classifier
     return trained

@@ -28,6 +28,7 @@ from db.models import (
     Image,
     Prediction,
     Run,
+    RunKind,
     RunStatus,
     SplitMember,
     Suggestion,
@@ -117,11 +118,11 @@ def _run_for(ws: Workspace, config: SuggestConfig, split_id: int) -> tuple[int, 
     wanted = _config_json(config)
     unfinished = (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.FAILED)
     with ws.db.session() as s:
-        for run in s.scalars(select(Run).where(Run.kind == "suggest", Run.status.in_(unfinished)).order_by(Run.id.desc())):
+        for run in s.scalars(select(Run).where(Run.kind == RunKind.SUGGEST, Run.status.in_(unfinished)).order_by(Run.id.desc())):
             if run.config == wanted and (run.status != RunStatus.RUNNING or owner_gone(run)):  # not one live elsewhere
                 run.status, run.error = RunStatus.RUNNING, None
                 return run.id, run_folder(run), True
-    run_id, folder = create_run(ws, "suggest", wanted, split_id=split_id, parent_run_id=config.detector_run,
+    run_id, folder = create_run(ws, RunKind.SUGGEST, wanted, split_id=split_id, parent_run_id=config.detector_run,
                                 status=RunStatus.RUNNING)
     return run_id, folder, False
 
@@ -147,7 +148,7 @@ SCORING_VERSION = 2  # stored with each scored image; scores of another version 
 def score_pool(ws: Workspace, run_id: int, folder: Path, config: SuggestConfig, candidates: list[Candidate], *,
                progress: bool = True) -> int:
     """Score the candidates that run `run_id` has not stored yet; returns how many were already stored."""
-    from workbench.predicting import box_source, chest_boxes, classifier_input, uses_boxes
+    from workbench.predicting import box_source, chest_boxes, classifier_input
 
     _reuse_scores(ws, run_id, config, candidates)
     with ws.db.session() as s:
@@ -162,7 +163,7 @@ def score_pool(ws: Workspace, run_id: int, folder: Path, config: SuggestConfig, 
     detector, det_cfg, classifier, cls_cfg = load_models(ws, config, device)
     members = list(classifier.cam_layers())
     # A classifier that sees chest boxes gets its own (annotated, else its detector run's), as in training.
-    own = chest_boxes(ws, [c.image_id for c in todo], box_source(cls_cfg), progress=progress) if uses_boxes(cls_cfg) else {}
+    own = chest_boxes(ws, [c.image_id for c in todo], box_source(cls_cfg), progress=progress) if cls_cfg.uses_boxes() else {}
     items = [PoolItem(c.abs_path, own[c.image_id][0] if c.image_id in own else c.box) for c in todo]
     bar = progress_bar(total=len(todo), desc="score", unit="img", disable=not progress, leave=False)
     try:
@@ -210,7 +211,7 @@ def _reuse_scores(ws: Workspace, run_id: int, config: SuggestConfig, candidates:
     want = {c.image_id: (list(c.box) if c.box is not None else None) for c in candidates}
     with ws.db.session() as s:
         have = set(s.scalars(select(Prediction.image_id).where(Prediction.run_id == run_id)))
-        runs = [r for r in s.scalars(select(Run).where(Run.kind == "suggest", Run.id != run_id).order_by(Run.id.desc()))
+        runs = [r for r in s.scalars(select(Run).where(Run.kind == RunKind.SUGGEST, Run.id != run_id).order_by(Run.id.desc()))
                 if (r.config.get("detector_run"), r.config.get("classifier_run"), r.config.get("checkpoint")) == key]
         for run in runs:
             copied = []
@@ -347,7 +348,7 @@ def suggest(ws: Workspace, config: SuggestConfig, *, push: bool = False, progres
         s.execute(delete(Suggestion).where(Suggestion.run_id == run_id))
         s.add_all(Suggestion(run_id=run_id, image_id=r["image_id"], rank=r["rank"], score=r["score"],
                              components=r["components"], reason=r["reason"]) for r in rows)
-        run = get_run(s, run_id, ("suggest",))
+        run = get_run(s, run_id, (RunKind.SUGGEST,))
         run.status = RunStatus.DONE
         run.metrics = {"candidates": len(candidates), "selected": len(rows), "resumed": resumed, "seconds": seconds}
     result = SuggestResult(run_id=run_id, candidates=len(candidates), scored=len(preds), resumed=resumed,
@@ -365,7 +366,7 @@ def push_suggestions(ws: Workspace, run_id: int) -> dict:
 
     name = f"suggest/{run_id}"
     with ws.db.session() as s:
-        run = get_run(s, run_id, ("suggest",))
+        run = get_run(s, run_id, (RunKind.SUGGEST,))
         rows = list(s.scalars(select(Suggestion).where(Suggestion.run_id == run_id).order_by(Suggestion.rank)))
         if not rows:
             raise InputError(f"Suggest run {run_id} selected no images")

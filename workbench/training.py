@@ -17,19 +17,17 @@ import torch
 
 from db.models import RunStatus
 from pipelines import engine
-from pipelines.data import ClassificationDataset, DetectionDataset, ImageRecord, collate_detection
+from pipelines.data import ImageRecord
 from workbench.configs import ClassifierConfig, DetectorConfig, TrainConfig, config_from_dict, validate_train_config
 from workbench.errors import ConflictError, InputError, WorkbenchError
+from workbench.kinds import ModelKind, get_kind
 from workbench.predicting import decision_threshold
 from workbench.runs import (
     build_model,
     create_run,
     get_run,
-    latest_boxes,
-    part_images,
     run_folder,
     running,
-    to_record,
     update_run,
 )
 from workbench.workspace import Workspace
@@ -59,29 +57,15 @@ def _subset(records: list[ImageRecord], limit: int | None, seed: int) -> list[Im
     return [records[i] for i in picked]
 
 
-def _training_records(ws: Workspace, config: TrainConfig, kind: str,
+def _training_records(ws: Workspace, config: TrainConfig, kind: ModelKind,
                       progress: bool = True) -> tuple[int, dict[str, list[ImageRecord]], dict[str, dict[str, int]]]:
-    """(split id, records of the train and val parts, chest-box sources per part for classifiers that use boxes)."""
-    from workbench.predicting import box_records, trains_with_boxes
-
+    """(split id, records of the train and val parts, chest-box sources per part where boxes steer the model)."""
     parts, sources = {}, {}
     split_id = 0
     for part in ("train", "val"):
-        with ws.db.session() as s:
-            split_id, images = part_images(s, config.split, part)
-            boxes = latest_boxes(s, [im.id for im in images]) if kind == "detector" else {}
-            for im in images:
-                im.root  # noqa: B018 - abs_path needs the root after the session closes
-        if kind == "detector":
-            records = [to_record(im, boxes[im.id]) for im in images if im.id in boxes]
-            if not records:
-                raise InputError(f"No annotated images in the {part} part of the split",
-                                 "import chest boxes (`wb annotations import FILE`) or annotate in Label Studio")
-        elif trains_with_boxes(config):
-            assert isinstance(config, ClassifierConfig)
-            records, sources[part] = box_records(ws, images, config.boxes_from, progress=progress)
-        else:
-            records = [to_record(im) for im in images]
+        split_id, records, counts = kind.records(ws, config, part, progress=progress)
+        if counts is not None:
+            sources[part] = counts
         if not records:
             raise InputError(f"The {part} part of the split is empty", "make a split with a val part, e.g. `wb split`")
         parts[part] = _subset(records, config.limit, config.seed)
@@ -104,19 +88,9 @@ def _scheduler(config: TrainConfig, optimizer):
     return None
 
 
-def _loaders(kind: str, config: TrainConfig, parts: dict[str, list[ImageRecord]], generator: torch.Generator):
-    from workbench.predicting import classifier_input
-
-    collate = None
-    if kind == "detector":
-        train_data: torch.utils.data.Dataset = DetectionDataset(parts["train"], config.image_size, config.augment)
-        val_data: torch.utils.data.Dataset = DetectionDataset(parts["val"], config.image_size)
-        collate = collate_detection
-    else:
-        inputs = classifier_input(config)
-        guide = isinstance(config, ClassifierConfig) and config.guide == "boxes"
-        train_data = ClassificationDataset(parts["train"], config.image_size, config.augment, inputs=inputs, guide=guide)
-        val_data = ClassificationDataset(parts["val"], config.image_size, inputs=inputs)
+def _loaders(kind: ModelKind, config: TrainConfig, parts: dict[str, list[ImageRecord]], generator: torch.Generator):
+    train_data, val_data = kind.datasets(config, parts["train"], parts["val"])
+    collate = kind.collate()
     train = torch.utils.data.DataLoader(train_data, shuffle=True, generator=generator, collate_fn=collate,
                                         drop_last=len(parts["train"]) > config.batch_size, batch_size=config.batch_size,
                                         num_workers=config.workers)
@@ -125,25 +99,14 @@ def _loaders(kind: str, config: TrainConfig, parts: dict[str, list[ImageRecord]]
     return train, val
 
 
-def _class_weight(records: list[ImageRecord]) -> tuple[float, float]:
-    """n / (2 * n_c) per class: each class then weighs as much as the other in the loss."""
-    normal, pneumonia = (sum(r.label == c for r in records) for c in (0, 1))
-    return len(records) / (2 * max(normal, 1)), len(records) / (2 * max(pneumonia, 1))
-
-
-def _detector_val_accuracy(model, loader, device, records: list[ImageRecord]) -> float:
-    preds = engine.predict_detections(model, loader, device)
-    hits = [len(p["labels"]) > 0 and int(p["labels"][0]) == r.label + 1 for p, r in zip(preds, records, strict=True)]
-    return sum(hits) / len(hits)
-
-
-def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume: int | None = None,
+def train(ws: Workspace, kind_name: str, config: TrainConfig | None = None, *, resume: int | None = None,
           epochs: int | None = None, progress: bool = True) -> TrainResult:
-    """Train a new run of `kind` with `config`, or continue run `resume` (optionally to `epochs`)."""
+    """Train a new run of kind `kind_name` with `config`, or continue run `resume` (optionally to `epochs`)."""
+    kind = get_kind(kind_name)
     if resume is not None:
         with ws.db.session() as s:
-            run = get_run(s, resume, (kind,))
-            config = config_from_dict(kind, run.config)
+            run = get_run(s, resume, (kind.name,))
+            config = config_from_dict(kind.name, run.config)
             run_id, folder = run.id, run_folder(run)
         if epochs is not None:
             config = dataclasses.replace(config, epochs=epochs)
@@ -161,9 +124,9 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
         raise InputError(str(exc), "use --device auto or cpu") from None
     generator = engine.seed_everything(config.seed)
     split_id, parts, box_sources = _training_records(ws, config, kind, progress)
-    model = build_model(kind, config, "none" if state else None).to(device)
+    model = build_model(kind.name, config, "none" if state else None).to(device)
     if resume is None:
-        run_id, folder = create_run(ws, kind, dataclasses.asdict(config), split_id=split_id, name=config.preset)
+        run_id, folder = create_run(ws, kind.name, dataclasses.asdict(config), split_id=split_id, name=config.preset)
     optimizer = _optimizer(config, model)
     scheduler = _scheduler(config, optimizer)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
@@ -180,9 +143,7 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
             raise InputError(f"Checkpoint {folder / 'last.pt'} does not fit the run's model ({type(exc).__name__})") from None
         history, best, start = list(state["history"]), state.get("best_val_loss"), int(state["epoch"])
         # Each epoch reseeds from (seed, epoch), so a resumed run shuffles as an unbroken one would.
-    guide_weight = config.guide_weight if isinstance(config, ClassifierConfig) and config.guide == "boxes" else 0.0
-    task = engine.Task(kind, _class_weight(parts["train"]) if getattr(config, "balance", False) else None,
-                       guide_weight=guide_weight)
+    task = kind.task(config, parts["train"])
     train_loader, val_loader = _loaders(kind, config, parts, generator)
     with running(ws, run_id, config=dataclasses.asdict(config)):
         for epoch in range(start, config.epochs):
@@ -190,14 +151,13 @@ def train(ws: Workspace, kind: str, config: TrainConfig | None = None, *, resume
             t0 = time.perf_counter()
             try:
                 tr = engine.train_one_epoch(model, optimizer, train_loader, device, task, scaler=scaler, scheduler=scheduler,
-                                            desc=f"{kind} epoch {epoch + 1}/{config.epochs}", progress=progress)
+                                            desc=f"{kind.name} epoch {epoch + 1}/{config.epochs}", progress=progress)
             except engine.NonFiniteLoss as exc:
                 raise WorkbenchError(f"Run {run_id}: {exc}", f"the last good epoch is kept in {folder}/last.pt") from None
             penalty = task.stats.pop("guide_penalty", None)
             guided = task.stats.pop("guided_batches", 0)
             va = engine.evaluate(model, val_loader, device, task)
-            if kind == "detector":
-                va["accuracy"] = _detector_val_accuracy(model, val_loader, device, parts["val"])
+            va.update(kind.val_metrics(model, val_loader, device, parts["val"]))
             seconds = time.perf_counter() - t0
             history.append({"epoch": epoch + 1, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
                             "val_loss": va["loss"], "val_accuracy": va["accuracy"], "seconds": round(seconds, 2),

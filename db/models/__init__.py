@@ -9,7 +9,7 @@ from db.models.core import (
     SplitMember,
 )
 from db.models.labels import Annotation
-from db.models.runs import Prediction, Run, RunStatus, Suggestion
+from db.models.runs import Prediction, Run, RunKind, RunStatus, Suggestion
 from db.models.settings import Setting
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Image",
     "Prediction",
     "Run",
+    "RunKind",
     "RunStatus",
     "Setting",
     "Split",

@@ -20,6 +20,15 @@ class RunStatus(StrEnum):
     FAILED = "failed"
 
 
+class RunKind(StrEnum):
+    """What a run is: a training of one of the two model kinds (workbench.kinds), a suggestion or a file check."""
+
+    DETECTOR = "detector"
+    CLASSIFIER = "classifier"
+    SUGGEST = "suggest"
+    DOCTOR = "doctor"
+
+
 class Run(Base):
     """A detector/classifier training, an evaluation or a suggestion run.
 
@@ -29,7 +38,7 @@ class Run(Base):
     __tablename__ = "run"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), doc="detector | classifier | eval | suggest")
+    kind: Mapped[str] = mapped_column(String(16), doc="a RunKind value")
     name: Mapped[str | None] = mapped_column(String)
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.CREATED, doc="a RunStatus value")
     config: Mapped[dict] = mapped_column(JSON, default=dict)
