@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 from annotations.convert import PixelBox
+from db.models.labels import AnnotationStatus
 
 POLICIES = ("newest", "first", "consensus")
 DEFAULT_POLICY = "newest"
@@ -118,7 +119,7 @@ def resolve(opinions: Sequence[Opinion], policy: str = DEFAULT_POLICY, iou_min: 
         if not majority:
             why = (f"policy 'consensus': no box agreed by more than half of the {len(opinions)} annotators "
                    f"(IoU >= {iou_min:.2f}, same label and flags); see `wb annotations conflicts`")
-            return Resolution(None, {o.key: ("disputed", why) for o in boxes})
+            return Resolution(None, {o.key: (AnnotationStatus.DISPUTED, why) for o in boxes})
 
         def mean_iou(o: Opinion) -> float:
             ious = [box_iou(o.box, p.box) for p in boxes if p.key != o.key and o.box is not None and p.box is not None]
@@ -126,4 +127,4 @@ def resolve(opinions: Sequence[Opinion], policy: str = DEFAULT_POLICY, iou_min: 
 
         chosen = max(majority, key=lambda o: (support[o.key], mean_iou(o), -o.key))
     why = f"policy {policy!r} kept {_who(chosen)}"
-    return Resolution(chosen.key, {o.key: ("superseded", why) for o in boxes if o.key != chosen.key})
+    return Resolution(chosen.key, {o.key: (AnnotationStatus.SUPERSEDED, why) for o in boxes if o.key != chosen.key})

@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
-from db.models.labels import CHEST_CLASSES
+from db.models.labels import CHEST_CLASSES, AnnotationStatus
 
 BOX_FROM_NAME = "bbox"
 IMAGE_TO_NAME = "image"
@@ -117,51 +117,52 @@ def judge_annotation(annotation: dict[str, Any], *, width: int | None, height: i
         {c for r in results if r.get("type") == "choices" for c in (r.get("value") or {}).get("choices", [])}
     )
     if annotation.get("was_cancelled"):
-        return Verdict("skipped", "skipped in Label Studio", flags=flags)
+        return Verdict(AnnotationStatus.SKIPPED, "skipped in Label Studio", flags=flags)
     if width is None or height is None:
-        return Verdict("rejected", "the task names no image wb knows", flags=flags)
+        return Verdict(AnnotationStatus.REJECTED, "the task names no image wb knows", flags=flags)
     unknown_flags = [f for f in flags if f not in KNOWN_FLAGS]
     if unknown_flags:
-        return Verdict("rejected", f"unknown choice {unknown_flags[0]!r}", flags=flags)
+        return Verdict(AnnotationStatus.REJECTED, f"unknown choice {unknown_flags[0]!r}", flags=flags)
     boxes = [r for r in results if r.get("type") == "rectanglelabels"]
     if not boxes and FLAG_NO_CHEST in flags:
-        return Verdict("skipped", f"flagged {FLAG_NO_CHEST!r}", flags=flags)
+        return Verdict(AnnotationStatus.SKIPPED, f"flagged {FLAG_NO_CHEST!r}", flags=flags)
     if len(boxes) != 1:
-        return Verdict("rejected", f"expected exactly one chest box, found {len(boxes)}", flags=flags)
+        return Verdict(AnnotationStatus.REJECTED, f"expected exactly one chest box, found {len(boxes)}", flags=flags)
     result = boxes[0]
     value = result.get("value") or {}
     labels = value.get("rectanglelabels") or []
     if len(labels) != 1:
-        return Verdict("rejected", f"the box needs exactly one label, has {len(labels)}", flags=flags)
+        return Verdict(AnnotationStatus.REJECTED, f"the box needs exactly one label, has {len(labels)}", flags=flags)
     given = labels[0]
     if given not in (CHEST_LABEL, *LEGACY_LABELS):
-        return Verdict("rejected", f"unknown label {given!r} (expected {CHEST_LABEL!r})", label=given, flags=flags)
+        return Verdict(AnnotationStatus.REJECTED, f"unknown label {given!r} (expected {CHEST_LABEL!r})", label=given, flags=flags)
     label = CHEST_CLASSES.get(image_label or "") if given == CHEST_LABEL else given
     if label is None:
-        return Verdict("rejected", f"the image has no label ({image_label!r}) to give the box its class", flags=flags)
+        return Verdict(AnnotationStatus.REJECTED, f"the image has no label ({image_label!r}) to give the box its class",
+                       flags=flags)
     if result.get("from_name", BOX_FROM_NAME) != BOX_FROM_NAME:
-        return Verdict("rejected", f"box from unknown control {result.get('from_name')!r}", label=label, flags=flags)
+        return Verdict(AnnotationStatus.REJECTED, f"box from unknown control {result.get('from_name')!r}", label=label,
+                       flags=flags)
     if abs(float(value.get("rotation") or 0)) > 1e-6:
-        return Verdict("rejected", f"rotated box ({value['rotation']} degrees)", label=label, flags=flags)
+        return Verdict(AnnotationStatus.REJECTED, f"rotated box ({value['rotation']} degrees)", label=label, flags=flags)
     seen = (result.get("original_width"), result.get("original_height"))
     if seen[0] is not None and seen[1] is not None and (int(seen[0]), int(seen[1])) != (width, height):
-        return Verdict(
-            "rejected", f"Label Studio saw {seen[0]}x{seen[1]} px, wb imported {width}x{height} px", label=label, flags=flags
-        )
+        return Verdict(AnnotationStatus.REJECTED, f"Label Studio saw {seen[0]}x{seen[1]} px, wb imported {width}x{height} px",
+                       label=label, flags=flags)
     try:
         raw = percent_to_pixels(value, width, height)
     except (KeyError, TypeError, ValueError):
-        return Verdict("rejected", "box without x/y/width/height", label=label, flags=flags)
+        return Verdict(AnnotationStatus.REJECTED, "box without x/y/width/height", label=label, flags=flags)
     verdict = check_box(raw, width, height)
     if verdict is not None:
-        return Verdict("rejected", verdict, box=raw, label=label, flags=flags)
+        return Verdict(AnnotationStatus.REJECTED, verdict, box=raw, label=label, flags=flags)
     box = clip_box(raw, width, height)
     if image_label is not None and CHEST_CLASSES.get(image_label) != label:
         why = f"box label {given!r} disagrees with the image label {image_label} (expected {CHEST_CLASSES.get(image_label)!r})"
         if FLAG_LABEL_WRONG in flags:
             why += f"; flagged {FLAG_LABEL_WRONG!r}: review the image label"
-        return Verdict("rejected", why, box=box, label=label, flags=flags)
-    return Verdict("valid", None, box=box, label=label, flags=flags)
+        return Verdict(AnnotationStatus.REJECTED, why, box=box, label=label, flags=flags)
+    return Verdict(AnnotationStatus.VALID, None, box=box, label=label, flags=flags)
 
 
 def check_box(box: PixelBox, width: int, height: int) -> str | None:

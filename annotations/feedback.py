@@ -20,7 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from annotations.client import LabelStudioClient
-from db.models.labels import Annotation, LsProject, LsTask
+from db.models.labels import Annotation, AnnotationStatus, LsProject, LsTask
 
 FEEDBACK_FIELD = "wb_feedback"
 ACCEPTED = "wb accepted the corrected annotation."
@@ -45,17 +45,17 @@ def feedback_text(annotations: Sequence[AnnotationState], previous: str | None) 
     a majority agrees on): DISPUTED. Neither: empty, unless an earlier text reported a problem,
     which becomes ACCEPTED when a valid one exists.
     """
-    rejected = [a for a in annotations if a.status == "rejected"]
+    rejected = [a for a in annotations if a.status == AnnotationStatus.REJECTED]
     if rejected:
-        many = len([a for a in annotations if a.status != "deleted"]) > 1
+        many = len([a for a in annotations if a.status != AnnotationStatus.DELETED]) > 1
         parts = []
         for a in rejected:
             whose = f" (annotation {a.ls_annotation_id} by {a.annotator or 'unknown'})" if many else ""
             parts.append(f"wb rejected this annotation{whose}: {a.reason}.")
         return " ".join(parts) + " Fix the box, then press Update."
-    if any(a.status == "disputed" for a in annotations):
+    if any(a.status == AnnotationStatus.DISPUTED for a in annotations):
         return DISPUTED
-    if previous and previous != ACCEPTED and any(a.status == "valid" for a in annotations):
+    if previous and previous != ACCEPTED and any(a.status == AnnotationStatus.VALID for a in annotations):
         return ACCEPTED
     if previous == ACCEPTED:
         return ACCEPTED
@@ -65,7 +65,7 @@ def feedback_text(annotations: Sequence[AnnotationState], previous: str | None) 
 def pending_feedback(session: Session, row: LsProject) -> list[tuple[LsTask, str]]:
     """(task link, new text) for the project's tasks whose `wb_feedback` must change."""
     rejected_tasks = select(Annotation.ls_task_id).where(
-        Annotation.ls_project_id == row.id, Annotation.status.in_(("rejected", "disputed")))
+        Annotation.ls_project_id == row.id, Annotation.status.in_((AnnotationStatus.REJECTED, AnnotationStatus.DISPUTED)))
     links = list(session.scalars(select(LsTask).where(
         LsTask.ls_project_id == row.id,
         or_(LsTask.ls_task_id.in_(rejected_tasks), LsTask.feedback.is_not(None) & (LsTask.feedback != "")),

@@ -21,7 +21,7 @@ from annotations.consensus import resolve
 from annotations.convert import Verdict, judge_annotation
 from annotations.review import Policy, current_policy, opinion
 from db.models import Image, utcnow
-from db.models.labels import CHEST_CLASSES, Annotation, LsProject, LsTask
+from db.models.labels import CHEST_CLASSES, Annotation, AnnotationStatus, LsProject, LsTask
 
 OVERLAP_S = 10.0  # re-read tasks changed this long before the last pull's newest change
 _CHUNK = 500
@@ -122,8 +122,8 @@ def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict[str, Any]
                 ann, width=image.width if image else None, height=image.height if image else None,
                 image_label=image.label if image else None,
             )
-            if mismatch and verdict.status == "valid":
-                verdict.status, verdict.reason = "rejected", mismatch
+            if mismatch and verdict.status == AnnotationStatus.VALID:
+                verdict.status, verdict.reason = AnnotationStatus.REJECTED, mismatch
             verdicts.append(verdict)
         resolve_task(anns, verdicts, policy, users)
         for ann, verdict in zip(anns, verdicts, strict=True):
@@ -157,8 +157,8 @@ def apply_tasks(session: Session, row: LsProject, tasks: Sequence[dict[str, Any]
                 continue
             summary.by_status[verdict.status] = summary.by_status.get(verdict.status, 0) + 1
         for ann_id, row_ in by_id.items():
-            if ann_id not in seen and row_.status != "deleted":
-                row_.status, row_.reason = "deleted", "deleted in Label Studio"
+            if ann_id not in seen and row_.status != AnnotationStatus.DELETED:
+                row_.status, row_.reason = AnnotationStatus.DELETED, "deleted in Label Studio"
                 summary.deleted += 1
     if newest != row.last_updated_at:
         row.last_updated_at = newest

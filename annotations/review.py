@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 
 from annotations.consensus import DEFAULT_IOU, DEFAULT_POLICY, POLICIES, Opinion, disagreeing_pairs, resolve
 from annotations.convert import FLAG_NO_CHEST, PixelBox
-from db.models.labels import Annotation
+from db.models.labels import Annotation, AnnotationStatus
 from db.models.settings import get_setting, put_setting
 
 POLICY_KEY = "annotations.policy"
-BOX_STATES = ("valid", "superseded", "disputed")  # a box that passed validation; the policy picks among these
+# A box that passed validation; the policy picks among these.
+BOX_STATES = (AnnotationStatus.VALID, AnnotationStatus.SUPERSEDED, AnnotationStatus.DISPUTED)
 GroupKey = tuple[int | None, int, int | None]  # (ls_project_id, ls_task_id, image_id)
 
 
@@ -59,7 +60,7 @@ def opinion(key: int | None, status: str, box: PixelBox | None, label: str | Non
         return None
     if status in BOX_STATES and box is not None:
         return Opinion(key, box, label, tuple(sorted(flags)), annotator, updated)
-    if status == "skipped" and FLAG_NO_CHEST in flags:
+    if status == AnnotationStatus.SKIPPED and FLAG_NO_CHEST in flags:
         return Opinion(key, None, None, tuple(sorted(flags)), annotator, updated)
     return None
 
@@ -78,7 +79,7 @@ def _group_key(row: Annotation) -> GroupKey | None:
 
 def _multi_groups(session: Session) -> dict[GroupKey, list[Annotation]]:
     """The rows of every task that has two or more annotations with an opinion (see `opinion`)."""
-    with_opinion = (Annotation.status.in_(BOX_STATES)) | (Annotation.status == "skipped")
+    with_opinion = (Annotation.status.in_(BOX_STATES)) | (Annotation.status == AnnotationStatus.SKIPPED)
     keys = (Annotation.ls_project_id, Annotation.ls_task_id, Annotation.image_id)
     crowded = select(*keys).where(Annotation.ls_task_id.is_not(None), with_opinion).group_by(*keys).having(
         func.count(Annotation.id) > 1).subquery()
@@ -101,7 +102,7 @@ def apply_resolution(rows: Sequence[Annotation], policy: Policy) -> int:
     for key, (o, row) in opinions.items():
         if o.box is None:
             continue
-        status, reason = ("valid", None) if key == result.chosen else result.others[key]
+        status, reason = (AnnotationStatus.VALID, None) if key == result.chosen else result.others[key]
         if (row.status, row.reason) != (status, reason):
             row.status, row.reason = status, reason
             changed += 1
@@ -133,7 +134,7 @@ def conflicts(session: Session, policy: Policy | None = None) -> list[Conflict]:
     out: list[Conflict] = []
     for key, rows in sorted(_multi_groups(session).items(), key=lambda kv: (kv[0][0] or 0, kv[0][1])):
         opinions = [o for r in rows if (o := row_opinion(r)) is not None]
-        chosen = next((r.ls_annotation_id for r in rows if r.status == "valid"), None)
+        chosen = next((r.ls_annotation_id for r in rows if r.status == AnnotationStatus.VALID), None)
         out.extend(Conflict(key, a, b, why, chosen) for a, b, why in disagreeing_pairs(opinions, policy.iou))
     return out
 

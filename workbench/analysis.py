@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from db import Database
-from db.models import DatasetRoot, Image, Split, SplitMember
+from db.models import DatasetRoot, Image, ImageStatus, Split, SplitMember
 from pipelines import audit as A
 from pipelines.imagecheck import DECODE_ERRORS
 from pipelines.progress import progress_bar
@@ -48,7 +48,7 @@ def _rows(session, *, first_copies: bool = False) -> list:
         select(Image.id, Image.label, Image.width, Image.height, Image.mode, Image.patient_key,
                Image.sha256, Image.duplicate_of_id, Image.phash, Image.rel_path, DatasetRoot.path.label("root"))
         .join(DatasetRoot, Image.root_id == DatasetRoot.id)
-        .where(Image.status == "ok")
+        .where(Image.status == ImageStatus.OK)
         .order_by(Image.id)
     )
     if first_copies:

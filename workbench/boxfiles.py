@@ -36,7 +36,7 @@ from annotations.exchange import (
 from annotations.pull import annotator_name, raw_annotation, resolve_task
 from annotations.review import current_policy
 from db.models import Image, SplitMember
-from db.models.labels import CHEST_CLASSES, Annotation
+from db.models.labels import CHEST_CLASSES, Annotation, AnnotationStatus
 from workbench.errors import InputError, NotFoundError
 from workbench.splitting import resolve_split
 from workbench.workspace import Workspace
@@ -50,7 +50,7 @@ def _chosen(s: Session) -> list[tuple[Annotation, Image]]:
     """The valid box of each image: human before machine, newest first (one per image)."""
     rows = s.execute(
         select(Annotation, Image).join(Image, Annotation.image_id == Image.id)
-        .where(Annotation.status == "valid", Annotation.x_min.is_not(None), Image.width.is_not(None))
+        .where(Annotation.status == AnnotationStatus.VALID, Annotation.x_min.is_not(None), Image.width.is_not(None))
         .order_by(Image.id, Annotation.updated_at.desc(), Annotation.id.desc())
     ).all()
     chosen: dict[int, tuple[Annotation, Image]] = {}
@@ -223,7 +223,7 @@ def _store(s: Session, existing: dict[tuple, Annotation], key: tuple, new: dict[
            summary: dict[str, Any]) -> None:
     """Create or update one file-sourced row; `key` identifies it across imports."""
     summary["boxes"] += 1
-    summary["rejected"] += values["status"] == "rejected"
+    summary["rejected"] += values["status"] == AnnotationStatus.REJECTED
     row = existing.get(key)
     if row is None:
         row = Annotation(source="file", **new, **values)
@@ -252,7 +252,7 @@ def _box_values(label: str | None, box: Any, problem: str | None, annotator: str
             "x_max": box.x_max if box else None, "y_max": box.y_max if box else None,
             "box_label": label, "annotator": annotator,
             "diagnosis": next((k for k, v in CHEST_CLASSES.items() if v == label), None),
-            "status": "rejected" if problem else "valid", "reason": problem, "raw": raw}
+            "status": AnnotationStatus.REJECTED if problem else AnnotationStatus.VALID, "reason": problem, "raw": raw}
 
 
 def _unmatched(summary: dict[str, Any], name: str) -> None:

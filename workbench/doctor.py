@@ -23,13 +23,13 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from tqdm import tqdm
 
-from db.models import DatasetRoot, Image, Run, RunKind, RunStatus, utcnow
+from db.models import DatasetRoot, Image, ImageStatus, Run, RunKind, RunStatus, utcnow
 from workbench.errors import ConflictError, InputError
 from workbench.runs import create_run, owner_gone, running, update_run
 from workbench.workspace import Workspace
 
 CHUNK = 256  # images per transaction: the most an interruption makes a rerun verify again
-CHECKED = ("ok", "changed", "missing")  # the states a check decides between
+CHECKED = (ImageStatus.OK, ImageStatus.CHANGED, ImageStatus.MISSING)  # the states a check decides between
 READ_BLOCK = 1 << 20
 
 
@@ -61,16 +61,16 @@ def verify_file(path: str, size_bytes: int, sha256: str) -> Verdict:
     try:
         size = os.stat(path).st_size
         if size != size_bytes:
-            return Verdict("changed", f"size {size_bytes} -> {size} bytes")
+            return Verdict(ImageStatus.CHANGED, f"size {size_bytes} -> {size} bytes")
         digest = hashlib.sha256()
         with open(path, "rb") as fh:
             while block := fh.read(READ_BLOCK):
                 digest.update(block)
     except OSError as exc:
-        return Verdict("missing", f"cannot read the file: {exc.strerror or exc}")
+        return Verdict(ImageStatus.MISSING, f"cannot read the file: {exc.strerror or exc}")
     if digest.hexdigest() != sha256:
-        return Verdict("changed", "content changed (sha256 differs, same size)")
-    return Verdict("ok")
+        return Verdict(ImageStatus.CHANGED, "content changed (sha256 differs, same size)")
+    return Verdict(ImageStatus.OK)
 
 
 def check_files(ws: Workspace, *, workers: int | None = None, restart: bool = False,
@@ -132,12 +132,12 @@ def _record(ws: Workspace, chunk: list, found: list[Verdict], summary: DoctorSum
     for r, v in zip(chunk, found, strict=True):
         summary.checked += 1
         entry = {"path": r.rel_path, "reason": v.reason}
-        if v.state == "ok":
+        if v.state == ImageStatus.OK:
             summary.ok += 1
-            if r.status != "ok":
+            if r.status != ImageStatus.OK:
                 summary.restored.append({"path": r.rel_path, "reason": f"matches its import again (was {r.status})"})
         else:
-            (summary.changed if v.state == "changed" else summary.missing).append(entry)
+            (summary.changed if v.state == ImageStatus.CHANGED else summary.missing).append(entry)
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

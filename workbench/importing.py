@@ -29,7 +29,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from db import Database
-from db.models import DatasetRoot, Image
+from db.models import DatasetRoot, Image, ImageStatus
 from pipelines.imagecheck import FileFacts, inspect_file
 from pipelines.kermany import IMAGE_SUFFIXES, detect_layout, find_roots, is_skipped_name, locate, parse_file_name
 from pipelines.progress import progress_bar
@@ -212,7 +212,7 @@ def _import_root(db: Database, root: Path, summary: ImportSummary, *, workers: i
     for c in candidates:
         if c.rel_path not in known:
             todo.append(c)
-        elif known[c.rel_path][1] == "unreadable":  # fixed since? check again
+        elif known[c.rel_path][1] == ImageStatus.UNREADABLE:  # fixed since? check again
             todo.append(_Candidate(c.rel_path, c.source_split, c.label, recheck_id=known[c.rel_path][0]))
     summary.already_present += len(candidates) - len(todo)
     if not todo:
@@ -253,7 +253,7 @@ def _record(s: Session, *, root_id: int, chunk: list[_Candidate], facts: list[Fi
         select(Image.sha256, Image.id, Image.status, Image.duplicate_of_id)
         .where(Image.sha256.in_({f.sha256 for f in facts if not f.error}))
     ):
-        if status == "ok" and copy_of is None and (sha not in first_copy or image_id < first_copy[sha]):
+        if status == ImageStatus.OK and copy_of is None and (sha not in first_copy or image_id < first_copy[sha]):
             first_copy[sha] = image_id
     now: list[dict[str, Any]] = []
     later: list[dict[str, Any]] = []
@@ -273,10 +273,10 @@ def _record(s: Session, *, root_id: int, chunk: list[_Candidate], facts: list[Fi
             root_id=root_id, rel_path=cand.rel_path, sha256=fact.sha256, size_bytes=fact.size_bytes,
             width=fact.width, height=fact.height, mode=fact.mode, label=cand.label,
             subtype=info.subtype, patient_key=info.patient_key, source_split=cand.source_split,
-            status="ok", reason=None, duplicate_of_id=None,
+            status=ImageStatus.OK, reason=None, duplicate_of_id=None,
         )
         if fact.error:
-            row.update(status="unreadable", reason=fact.error)
+            row.update(status=ImageStatus.UNREADABLE, reason=fact.error)
             out.unreadable[cand.label] += 1
             now.append(row)
             continue
@@ -300,7 +300,7 @@ def _record(s: Session, *, root_id: int, chunk: list[_Candidate], facts: list[Fi
     for cand, fact in fixes:
         assert cand.recheck_id is not None
         values: dict[str, Any] = dict(sha256=fact.sha256, size_bytes=fact.size_bytes, width=fact.width, height=fact.height,
-                      mode=fact.mode, status="unreadable" if fact.error else "ok", reason=fact.error,
+                      mode=fact.mode, status=ImageStatus.UNREADABLE if fact.error else ImageStatus.OK, reason=fact.error,
                       duplicate_of_id=None)
         if not fact.error:
             out.now_readable[cand.label] += 1

@@ -45,7 +45,8 @@ from annotations.sync import (
     shown_path,
 )
 from db.models import AnnotationBatch, AnnotationBatchItem, DatasetRoot, Image, Prediction, Run, RunKind
-from db.models.labels import ANNOTATION_STATUSES, Annotation, LsProject, LsTask
+from db.models.core import ImageStatus
+from db.models.labels import ANNOTATION_STATUSES, Annotation, AnnotationStatus, LsProject, LsTask
 from pipelines.imagecheck import missing_files
 from pipelines.progress import progress_bar
 from workbench.errors import ConflictError, ExternalServiceError, InputError, NotFoundError
@@ -232,7 +233,8 @@ def rejected(ws: Workspace, *, limit: int | None = None) -> list[dict]:
         rows = s.execute(
             select(Annotation, LsProject, Image).join(LsProject, Annotation.ls_project_id == LsProject.id)
             .join(Image, Annotation.image_id == Image.id, isouter=True)
-            .where(Annotation.status == "rejected").order_by(LsProject.id.desc(), Annotation.ls_task_id, Annotation.id)
+            .where(Annotation.status == AnnotationStatus.REJECTED)
+            .order_by(LsProject.id.desc(), Annotation.ls_task_id, Annotation.id)
             .limit(limit)
         ).all()
         out = []
@@ -336,7 +338,7 @@ def _valid_box_images(s, image_ids: Sequence[int]) -> set[int]:
     ids = list(image_ids)
     for i in range(0, len(ids), 5000):
         found.update(s.scalars(select(Annotation.image_id).where(
-            Annotation.status == "valid", Annotation.image_id.in_(ids[i : i + 5000]))))
+            Annotation.status == AnnotationStatus.VALID, Annotation.image_id.in_(ids[i : i + 5000]))))
     return found
 
 
@@ -389,7 +391,7 @@ def push(
         if len(chosen) != len(chosen_ids):
             unknown = sorted(set(chosen_ids) - {im.id for im in chosen})
             raise NotFoundError(f"{len(unknown)} image(s) not in the workspace, e.g. {unknown[0]}", "see `wb status`")
-        unusable = [im.rel_path for im in chosen if im.status != "ok" or not im.width]
+        unusable = [im.rel_path for im in chosen if im.status != ImageStatus.OK or not im.width]
         if unusable:
             raise InputError(f"{len(unusable)} image(s) are unreadable, e.g. {unusable[0]}", "leave them out")
         missing = missing_files(chosen)  # before anything reaches the server
@@ -457,7 +459,7 @@ def pull(ws: Workspace, *, progress: bool = True) -> dict:
                 f"Pulled {summary.created} new and {summary.updated} updated annotation(s), but writing the rejection "
                 f"reasons back to Label Studio failed: {exc.message}", "run `wb ls pull` again") from None
         out["rejected_total"] = s.scalar(select(func.count(Annotation.id)).where(
-            Annotation.ls_project_id == row_id, Annotation.status == "rejected")) or 0
+            Annotation.ls_project_id == row_id, Annotation.status == AnnotationStatus.REJECTED)) or 0
         out["conflict_tasks"] = conflict_counts(s)["tasks"]
     return out
 

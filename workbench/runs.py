@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import Annotation, Image, Run, RunStatus, SplitMember, utcnow
+from db.models import Annotation, AnnotationStatus, Image, ImageStatus, Run, RunStatus, SplitMember, utcnow
 from workbench.configs import TRAIN_CONFIGS, ClassifierConfig, DetectorConfig, SuggestConfig, TrainConfig, config_from_dict
 from workbench.errors import InputError, NotFoundError, from_exception
 from workbench.splitting import resolve_split
@@ -271,7 +271,8 @@ def load_models(ws: Workspace, config: SuggestConfig,
 def latest_boxes(session: Session, image_ids: Iterable[int] | None = None) -> dict[int, Box]:
     """image id -> its newest valid chest box (pixels of the imported file, exclusive max)."""
     query = select(Annotation.image_id, Annotation.x_min, Annotation.y_min, Annotation.x_max, Annotation.y_max).where(
-        Annotation.status == "valid", Annotation.image_id.is_not(None), Annotation.x_min.is_not(None)).order_by(Annotation.id)
+        Annotation.status == AnnotationStatus.VALID, Annotation.image_id.is_not(None), Annotation.x_min.is_not(None)
+    ).order_by(Annotation.id)
     boxes: dict[int, Box] = {}
     for a in session.execute(query):  # rows, not ORM objects (their raw JSON is not needed here)
         x0, y0, x1, y1 = a.x_min, a.y_min, a.x_max, a.y_max
@@ -290,7 +291,7 @@ def part_images(session: Session, split_name: str | None, part: str) -> tuple[in
     split = resolve_split(session, split_name)
     images = list(session.scalars(
         select(Image).join(SplitMember, SplitMember.image_id == Image.id)
-        .where(SplitMember.split_id == split.id, SplitMember.part == part, Image.status == "ok")
+        .where(SplitMember.split_id == split.id, SplitMember.part == part, Image.status == ImageStatus.OK)
         .order_by(Image.id)
     ))
     require_files(images, f"split part {part!r}")

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from sqlalchemy import select
 
-from db.models import Image, SplitMember
+from db.models import Image, ImageStatus, SplitMember
 from pipelines import active, engine, simulation
 from pipelines.chest import Box
 from pipelines.classification import Ensemble
@@ -101,7 +101,7 @@ def _load(ws: Workspace, config: SimulateConfig) -> tuple[list[_Item], list[_Ite
         for part in ("train", "test"):
             images = list(s.scalars(
                 select(Image).join(SplitMember, SplitMember.image_id == Image.id)
-                .where(SplitMember.split_id == split.id, SplitMember.part == part, Image.status == "ok",
+                .where(SplitMember.split_id == split.id, SplitMember.part == part, Image.status == ImageStatus.OK,
                        Image.duplicate_of_id.is_(None)).order_by(Image.id)))
             boxes = latest_boxes(s, [im.id for im in images])
             out[part] = [_Item(ImageRecord(im.id, im.abs_path, int(im.label == "PNEUMONIA"), boxes[im.id]),

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 
 from db import Database
-from db.models import AnnotationBatch, AnnotationBatchItem, Image, Run, Split, SplitMember
+from db.models import AnnotationBatch, AnnotationBatchItem, Image, ImageStatus, Run, Split, SplitMember
 from pipelines.splits import check_ratios, grouped_split, pick_per_class, random_split, union_groups
 from workbench.configs import STRATEGIES, SplitConfig
 from workbench.errors import ConflictError, InputError, NotFoundError
@@ -75,7 +75,7 @@ def create_split(db: Database, name: str | None, config: SplitConfig, *, replace
             s.expunge(existing)
         # Rows of the columns a split needs, not ORM objects: at 100k images that is ~5x less memory.
         images = s.execute(select(Image.id, Image.label, Image.patient_key, Image.sha256, Image.source_split,
-                                  Image.duplicate_of_id).where(Image.status == "ok").order_by(Image.id)).all()
+                                  Image.duplicate_of_id).where(Image.status == ImageStatus.OK).order_by(Image.id)).all()
         if not images:
             raise InputError("No readable images in the workspace", "run `wb import PATH` first")
         parts = _assign(config, images)

@@ -9,7 +9,8 @@ from annotations.links import server_url, task_url
 from annotations.review import conflict_counts, current_policy
 from db import Database
 from db.models import Annotation, AnnotationBatch, AnnotationBatchItem, Image, Run, Split, SplitMember
-from db.models.labels import ANNOTATION_STATUSES, LsProject
+from db.models.core import ImageStatus
+from db.models.labels import ANNOTATION_STATUSES, AnnotationStatus, LsProject
 from workbench.runs import shown_status
 
 
@@ -20,14 +21,14 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
         by_label = Counter(dict(s.execute(select(Image.label, func.count()).group_by(Image.label)).all()))
         total = sum(by_label.values())
         by_status = Counter(dict(s.execute(select(Image.status, func.count()).group_by(Image.status)).all()))
-        modes = dict(s.execute(select(Image.mode, func.count()).where(Image.status == "ok").group_by(Image.mode)).all())
+        modes = dict(s.execute(select(Image.mode, func.count()).where(Image.status == ImageStatus.OK).group_by(Image.mode)).all())
         duplicates = s.scalar(select(func.count()).select_from(Image).where(Image.duplicate_of_id.is_not(None))) or 0
         unreadable_rows = s.execute(
-            select(Image.rel_path, Image.reason).where(Image.status == "unreadable").order_by(Image.rel_path)
+            select(Image.rel_path, Image.reason).where(Image.status == ImageStatus.UNREADABLE).order_by(Image.rel_path)
             .limit(list_limit)
         ).all()
         changed_rows = s.execute(  # marked by `wb doctor`: the file is not what was imported
-            select(Image.rel_path, Image.status, Image.reason).where(Image.status.in_(("changed", "missing")))
+            select(Image.rel_path, Image.status, Image.reason).where(Image.status.in_((ImageStatus.CHANGED, ImageStatus.MISSING)))
             .order_by(Image.rel_path).limit(list_limit)
         ).all()
         splits = {}
@@ -50,7 +51,7 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
             select(Annotation.id, Annotation.image_id, Annotation.ls_task_id, Annotation.reason,
                    LsProject.server_url, LsProject.project_id, LsProject.gone)
             .join(LsProject, Annotation.ls_project_id == LsProject.id, isouter=True)
-            .where(Annotation.status == "rejected")
+            .where(Annotation.status == AnnotationStatus.REJECTED)
             .order_by(Annotation.id)
             .limit(list_limit)
         ).all()
@@ -65,9 +66,9 @@ def collect_status(db: Database, *, list_limit: int = 50) -> dict:
             "total": total,
             "by_label": {"NORMAL": by_label.get("NORMAL", 0), "PNEUMONIA": by_label.get("PNEUMONIA", 0)},
             "by_mode": modes,
-            "unreadable": by_status["unreadable"],
+            "unreadable": by_status[ImageStatus.UNREADABLE],
             "unreadable_files": [{"path": p, "reason": r} for p, r in unreadable_rows],
-            "changed": by_status["changed"] + by_status["missing"],
+            "changed": by_status[ImageStatus.CHANGED] + by_status[ImageStatus.MISSING],
             "changed_files": [{"path": p, "status": st, "reason": r} for p, st, r in changed_rows],
             "duplicates": duplicates,
         },

@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy import select
 
 from annotations import boxfile
-from db.models import Image, SplitMember
+from db.models import Image, ImageStatus, SplitMember
 from db.models.labels import CHEST_CLASSES
 from pipelines import stress
 from workbench.configs import PlantConfig, validate_plant_config
@@ -51,7 +51,7 @@ def plant_shortcut(ws: Workspace, dest: Path, config: PlantConfig, *, progress: 
     with ws.db.session() as s:
         split = resolve_split(s, config.split)
         rows = s.execute(select(Image, SplitMember.part).join(SplitMember, SplitMember.image_id == Image.id)
-                         .where(SplitMember.split_id == split.id, Image.status == "ok").order_by(Image.id)).all()
+                         .where(SplitMember.split_id == split.id, Image.status == ImageStatus.OK).order_by(Image.id)).all()
         images = [(im.id, im.abs_path, im.rel_path, im.sha256, im.label, part) for im, part in rows]
         split_name = split.name
     if not images:

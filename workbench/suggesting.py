@@ -33,7 +33,8 @@ from db.models import (
     SplitMember,
     Suggestion,
 )
-from db.models.labels import LsTask
+from db.models.core import ImageStatus
+from db.models.labels import AnnotationStatus, LsTask
 from pipelines import active, engine
 from pipelines.progress import progress_bar
 from pipelines.scoring import PoolItem, score_pool_batches
@@ -92,13 +93,13 @@ def list_candidates(session, config: SuggestConfig) -> tuple[int, list[Candidate
         select(Image.id, DatasetRoot.path, Image.rel_path, Image.label, Image.patient_key, Image.sha256, Image.phash,
                Image.width, Image.height)
         .join(SplitMember, SplitMember.image_id == Image.id).join(DatasetRoot, DatasetRoot.id == Image.root_id)
-        .where(SplitMember.split_id == split.id, SplitMember.part.in_(config.parts), Image.status == "ok",
+        .where(SplitMember.split_id == split.id, SplitMember.part.in_(config.parts), Image.status == ImageStatus.OK,
                Image.duplicate_of_id.is_(None), Image.width.is_not(None))
         .order_by(Image.id)).all()
     boxes = latest_boxes(session, [im.id for im in images])
     if not config.include_annotated:
         # Any valid annotation counts (even one whose box is degenerate): a person has seen the image.
-        annotated = set(session.scalars(select(Annotation.image_id).where(Annotation.status == "valid")))
+        annotated = set(session.scalars(select(Annotation.image_id).where(Annotation.status == AnnotationStatus.VALID)))
         pushed = set(session.scalars(select(LsTask.image_id)))
         batched = set(session.scalars(select(AnnotationBatchItem.image_id)))
         images = [im for im in images if im.id not in annotated | pushed | batched]
@@ -328,8 +329,8 @@ def suggest(ws: Workspace, config: SuggestConfig, *, push: bool = False, progres
     validate_suggest_config(config)
     t0 = time.perf_counter()
     with ws.db.session() as s:
-        get_run(s, config.detector_run, ("detector",))
-        get_run(s, config.classifier_run, ("classifier",))
+        get_run(s, config.detector_run, (RunKind.DETECTOR,))
+        get_run(s, config.classifier_run, (RunKind.CLASSIFIER,))
         split_id, candidates = list_candidates(s, config)
     if not candidates:
         raise InputError("No candidates: every image of the chosen parts is annotated, batched or already pushed",

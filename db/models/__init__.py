@@ -5,20 +5,23 @@ from db.models.core import (
     AnnotationBatchItem,
     DatasetRoot,
     Image,
+    ImageStatus,
     Split,
     SplitMember,
 )
-from db.models.labels import Annotation
+from db.models.labels import Annotation, AnnotationStatus
 from db.models.runs import Prediction, Run, RunKind, RunStatus, Suggestion
 from db.models.settings import Setting
 
 __all__ = [
     "Annotation",
+    "AnnotationStatus",
     "AnnotationBatch",
     "AnnotationBatchItem",
     "Base",
     "DatasetRoot",
     "Image",
+    "ImageStatus",
     "Prediction",
     "Run",
     "RunKind",

@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.models.base import Base, utcnow
+
+
+class ImageStatus(StrEnum):
+    """Whether wb can use an imported file."""
+
+    OK = "ok"
+    UNREADABLE = "unreadable"  # not an image, truncated or empty when imported (the reason says which)
+    CHANGED = "changed"  # set by wb doctor: the file differs from what was imported
+    MISSING = "missing"  # set by wb doctor: the file is gone
 
 
 class DatasetRoot(Base):
@@ -49,7 +59,7 @@ class Image(Base):
     patient_key: Mapped[str] = mapped_column(String)
     source_split: Mapped[str] = mapped_column(String(8), doc="train | val | test (folder)")
     status: Mapped[str] = mapped_column(
-        String(16), default="ok", doc="ok | unreadable | changed | missing (the last two set by wb doctor)")
+        String(16), default=ImageStatus.OK, doc="an ImageStatus value")
     reason: Mapped[str | None] = mapped_column(Text)
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("image.id"))
     phash: Mapped[str | None] = mapped_column(String(32), doc="perceptual hash (hex), by wb audit")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -13,9 +14,20 @@ from db.models.core import Image
 # the label config, the sync and the detector (pipelines) all read them from here.
 CHEST_CLASSES: dict[str, str] = {"NORMAL": "normal chest", "PNEUMONIA": "pneumonia chest"}
 DETECTOR_CLASSES: tuple[str, ...] = ("background", *CHEST_CLASSES.values())
-# superseded / disputed: a valid box that another annotator's box won over, or that annotators disagree on
-# (annotations/consensus.py); kept with the reason.
-ANNOTATION_STATUSES: tuple[str, ...] = ("valid", "rejected", "skipped", "deleted", "superseded", "disputed")
+
+
+class AnnotationStatus(StrEnum):
+    """What became of an annotation; never deleted, a row keeps its reason."""
+
+    VALID = "valid"  # a box that passed validation and is the image's (or the task's) chosen one
+    REJECTED = "rejected"  # failed validation (the reason says why)
+    SKIPPED = "skipped"  # skipped in Label Studio, or flagged "no usable chest"
+    DELETED = "deleted"  # deleted in Label Studio
+    SUPERSEDED = "superseded"  # a valid box that another annotator's box won over (annotations/consensus.py)
+    DISPUTED = "disputed"  # a valid box annotators disagree on, none chosen (annotations/consensus.py)
+
+
+ANNOTATION_STATUSES: tuple[str, ...] = tuple(AnnotationStatus)
 
 
 class Annotation(Base):
@@ -47,7 +59,7 @@ class Annotation(Base):
     box_label: Mapped[str | None] = mapped_column(String(32))
     diagnosis: Mapped[str | None] = mapped_column(String(16))
     flags: Mapped[list] = mapped_column(JSON, default=list)
-    status: Mapped[str] = mapped_column(String(16), doc="valid | rejected | skipped | deleted | superseded | disputed")
+    status: Mapped[str] = mapped_column(String(16), doc="an AnnotationStatus value")
     reason: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[dict | None] = mapped_column(JSON, doc="the source result, for audit")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
