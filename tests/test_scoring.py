@@ -79,7 +79,7 @@ def test_the_fine_map_locates_an_8_pixel_square_outside_the_box(tmp_path):
     loader = torch.utils.data.DataLoader(data, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0))
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-4)
     for _ in range(8):
-        engine.train_one_epoch(model, opt, loader, torch.device("cpu"), engine.Task("classifier"), progress=False)
+        engine.train_one_epoch(model, opt, loader, torch.device("cpu"), engine.ClassifierTask(), progress=False)
     marked = sorted(squares)
     out = classify_with_cams(model, torch.stack([data[i][0] for i in marked]), torch.device("cpu"))
     assert (out.probs[:, 1] > 0.5).mean() > 0.9  # it learnt the square
