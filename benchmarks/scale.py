@@ -156,6 +156,7 @@ class Measured:
     seconds: float
     peak_mb: float  # the wb process's peak RSS (its own, or a reaped child's if larger)
     out: str
+    cpu: float = 0.0  # CPU seconds (user + system) of wb and its reaped children: less sensitive to load
 
 
 # A small process between this one and `wb`: Linux carries a process's peak RSS across fork and
@@ -168,7 +169,7 @@ if pid == 0:
     os.execv(sys.argv[2], sys.argv[2:])
 _, status, usage = os.wait4(pid, 0)
 with open(sys.argv[1], "w") as fh:
-    fh.write(f"{usage.ru_maxrss} {time.perf_counter() - t0}")
+    fh.write(f"{usage.ru_maxrss} {time.perf_counter() - t0} {usage.ru_utime + usage.ru_stime}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -178,10 +179,10 @@ def run_wb(args: list, env: dict, timeout: float | None = None) -> Measured:
     with tempfile.NamedTemporaryFile(prefix="wb-scale-rss-") as rss:
         cmd = [sys.executable, "-c", LAUNCHER, rss.name, *WB, *map(str, args)]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-        peak_kb, seconds = (float(x) for x in (Path(rss.name).read_text() or "0 0").split())  # wb's own, from fork to exit
+        peak_kb, seconds, cpu = (float(x) for x in (Path(rss.name).read_text() or "0 0 0").split())  # wb's, fork to exit
     if done.returncode != 0:
         raise RuntimeError(f"wb {' '.join(map(str, args))[:200]} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return Measured(seconds, peak_kb / 1024, done.stdout)
+    return Measured(seconds, peak_kb / 1024, done.stdout, cpu)
 
 
 @dataclass
@@ -207,30 +208,32 @@ class Bench:
     def record(self, name: str, unit: str, size: int, m: Measured, items: int, goal: str = "<= 1.2x") -> None:
         stage = self.stages.setdefault(name, Stage(name, unit, goal))
         stage.by_size[size] = (m, items)
-        print(f"  {name:<34} {m.seconds:8.2f} s  {1000 * m.seconds / max(items, 1):8.3f} ms/{unit}  "
+        print(f"  {name:<34} {m.seconds:8.2f} s  cpu {m.cpu:8.2f} s  {1000 * m.seconds / max(items, 1):8.3f} ms/{unit}  "
               f"peak {m.peak_mb:7.0f} MB  ({load_line()})", file=sys.stderr)
 
     def table(self, sizes: list[int]) -> str:
         a, b = sizes[0], sizes[-1]
-        lines = [f"{'stage':<34} " + " ".join(f"{f'{s:,} imgs: s':>13} {'ms/item':>9} {'peak MB':>8}" for s in sizes)
-                 + f" {'cost ratio':>10}  goal"]
+        lines = [f"{'stage':<34} " + " ".join(f"{f'{s:,} imgs: s':>13} {'cpu s':>8} {'ms/item':>9} {'peak MB':>8}" for s in sizes)
+                 + f" {'cost ratio':>10} {'cpu ratio':>9}  goal"]
         for st in self.stages.values():
-            cells, costs = [], {}
+            cells, costs, cpus = [], {}, {}
             for s in sizes:
                 if s in st.by_size:
                     m, n = st.by_size[s]
-                    costs[s] = m.seconds / max(n, 1)
-                    cells.append(f"{m.seconds:13.2f} {1000 * costs[s]:9.3f} {m.peak_mb:8.0f}")
+                    costs[s], cpus[s] = m.seconds / max(n, 1), m.cpu / max(n, 1)
+                    cells.append(f"{m.seconds:13.2f} {m.cpu:8.2f} {1000 * costs[s]:9.3f} {m.peak_mb:8.0f}")
                 else:
-                    cells.append(f"{'-':>13} {'-':>9} {'-':>8}")
+                    cells.append(f"{'-':>13} {'-':>8} {'-':>9} {'-':>8}")
             ratio = costs[b] / costs[a] if a in costs and b in costs and a != b else None
+            cpu_ratio = cpus[b] / cpus[a] if a in cpus and b in cpus and a != b and cpus[a] else None
             verdict = ""
             if ratio is not None and st.goal.startswith("<="):
                 verdict = "ok" if ratio <= float(st.goal.split()[1].rstrip("x")) else "FAIL"
             if st.goal.startswith("< ") and b in st.by_size:
                 verdict = "ok" if st.by_size[b][0].seconds < float(st.goal.split()[1]) else "FAIL"
             lines.append(f"{st.name + ' (per ' + st.unit + ')':<34} " + " ".join(cells)
-                         + f" {f'{ratio:.2f}' if ratio is not None else '-':>10}  {st.goal} {verdict}")
+                         + f" {f'{ratio:.2f}' if ratio is not None else '-':>10}"
+                         + f" {f'{cpu_ratio:.2f}' if cpu_ratio is not None else '-':>9}  {st.goal} {verdict}")
         return "\n".join(lines)
 
 
@@ -413,7 +416,8 @@ def main() -> None:
     print(bench.table(sizes))
     for note in bench.notes:
         print(note)
-    print("cost ratio = per-item cost at the largest size / at the smallest; peak MB = the wb process's peak RSS")
+    print("cost ratio = per-item wall time at the largest size / at the smallest; cpu ratio: the same in CPU time "
+          "(user + system), which the load of other jobs disturbs less; peak MB = the wb process's peak RSS")
 
 
 if __name__ == "__main__":
